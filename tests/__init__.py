@@ -1,0 +1,1 @@
+"""Tests for twistednode and minietcd (run with trial)."""

@@ -1,0 +1,1 @@
+"""twistednode: copies of an application find each other and elect one master."""
