@@ -1,0 +1,1 @@
+"""The live status page: static files that L{twistednode.status.StatusAPI} serves."""
