@@ -1,0 +1,731 @@
+# -*- test-case-name: tests.test_etcdv2 -*-
+"""
+A treq client for the etcd v2 keys API, and the registry backend built on it.
+
+L{EtcdV2Client} speaks the few keys calls the registry needs (get, set/create/update,
+refresh, delete, watch) to one of several etcd URLs, moving on to the next URL when a
+member cannot be reached and remembering the one that answered. Every request is
+bounded as a whole, body included (treq's own C{timeout=} stops at the headers, and an
+etcd watch flushes its headers at once). The outcomes are distinct exceptions:
+
+ - L{EtcdV2Error}: etcd answered with its JSON error (C{errorCode}, C{message},
+   C{cause}, C{index}, plus the C{X-Etcd-Index} header);
+ - L{EtcdWatchEnded}: a watch answered 200 with an empty body (ended by the server);
+ - L{EtcdBadResponse}: a body that is not etcd's JSON, or an unexpected status;
+ - L{EtcdTimeout}: a watch saw no event within its timeout;
+ - L{EtcdUnavailable}: every URL failed to connect, dropped the connection, timed out
+   or answered 5xx (L{EtcdServerError}); C{failures} says what happened at each.
+
+L{EtcdV2Backend} maps these onto the L{twistednode.backend.RegistryBackend} interface.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import quote
+
+from attrs import define, field, frozen
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    ResponseDone,
+    ResponseFailed,
+)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
+
+from twistednode.backend import (
+    BackendError,
+    BackendUnavailable,
+    Change,
+    ChangeKind,
+    Entry,
+    HistoryLost,
+    Listing,
+    RecordExists,
+    RecordMissing,
+    WatchEnded,
+    WatchTimedOut,
+)
+
+#: Largest response body accepted; a members directory is a few KiB.
+MAX_BODY = 16 * 1024 * 1024
+
+#: Failures that mean "this member could not be reached", so the next URL is tried.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectError,
+    DNSLookupError,
+    ResponseFailed,
+    ConnectionClosed,
+)
+
+#: etcd v2 error codes the registry acts on.
+KEY_NOT_FOUND = 100
+NODE_EXISTS = 105
+EVENT_INDEX_CLEARED = 401
+
+_PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
+_DELETE_ACTIONS = frozenset({"delete", "compareAndDelete"})
+
+
+class EtcdError(Exception):
+    """Base of everything L{EtcdV2Client} fails with (except cancellation)."""
+
+
+class EtcdV2Error(EtcdError):
+    """etcd answered with its JSON error object."""
+
+    def __init__(
+        self,
+        error_code: int,
+        message: str,
+        cause: str | None,
+        index: int,
+        etcd_index: int | None,
+        status: int,
+        url: str,
+    ) -> None:
+        self.error_code = error_code
+        self.message = message
+        self.cause = cause
+        self.index = index
+        self.etcd_index = etcd_index
+        self.status = status
+        self.url = url
+        detail = f" ({cause})" if cause else ""
+        super().__init__(
+            f"etcd error {error_code}: {message}{detail} [{index}] "
+            f"(HTTP {status} from {url})"
+        )
+
+
+class EtcdServerError(EtcdError):
+    """etcd answered 5xx (a member without a leader, an internal error)."""
+
+    def __init__(self, status: int, error: EtcdV2Error | None, excerpt: str) -> None:
+        self.status = status
+        self.error = error
+        self.excerpt = excerpt
+        what = str(error) if error is not None else repr(excerpt)
+        super().__init__(f"HTTP {status} from etcd: {what}")
+
+
+class EtcdBadResponse(EtcdError):
+    """A response that is not what etcd sends (not JSON, wrong shape, odd status)."""
+
+    def __init__(self, reason: str, status: int, excerpt: str, url: str) -> None:
+        self.reason = reason
+        self.status = status
+        self.excerpt = excerpt
+        self.url = url
+        super().__init__(f"bad response from {url} (HTTP {status}): {reason}")
+
+
+class EtcdWatchEnded(EtcdError):
+    """A watch answered 200 with an empty body: the server ended it."""
+
+
+class EtcdTimeout(EtcdError):
+    """A request (or a watch) got no complete answer within its timeout."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url = url
+        self.seconds = seconds
+        super().__init__(f"no answer from {url} within {seconds:g} s")
+
+
+class EtcdUnavailable(EtcdError):
+    """No URL gave an answer; C{failures} holds (url, exception) for each try."""
+
+    def __init__(self, failures: Sequence[tuple[str, BaseException]]) -> None:
+        self.failures = tuple(failures)
+        tried = "; ".join(f"{url}: {_describe(e)}" for url, e in self.failures)
+        super().__init__(f"etcd unreachable ({tried})")
+
+
+def _describe(error: BaseException) -> str:
+    """A one-line account of a connection failure, unwrapping treq's wrappers."""
+    if isinstance(error, ResponseFailed) and error.reasons:
+        inner = "; ".join(r.getErrorMessage() for r in error.reasons)
+        return f"{type(error).__name__}: {inner}"
+    return f"{type(error).__name__}: {error}"
+
+
+@frozen
+class EtcdNode:
+    """A v2 node as rendered by etcd (C{nodes} only for listed directories)."""
+
+    key: str
+    value: str | None
+    dir: bool
+    created_index: int
+    modified_index: int
+    ttl: int | None = None
+    expiration: str | None = None
+    nodes: tuple[EtcdNode, ...] = ()
+
+
+@frozen
+class EtcdResult:
+    """A successful keys answer: the action, node, prevNode and X-Etcd-Index."""
+
+    action: str
+    node: EtcdNode
+    prev_node: EtcdNode | None
+    etcd_index: int | None
+    status: int
+
+
+def _int_field(data: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = data.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name!r} is not an integer: {value!r}")
+    return value
+
+
+def parse_node(data: object) -> EtcdNode:
+    """Turn a node object from an etcd answer into an L{EtcdNode} (ValueError)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"node is not an object: {data!r:.80}")
+    key = data.get("key", "/")
+    value = data.get("value")
+    is_dir = data.get("dir", False)
+    expiration = data.get("expiration")
+    children = data.get("nodes", [])
+    if not isinstance(key, str):
+        raise ValueError(f"node key is not a string: {key!r:.80}")
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"value of {key!r} is not a string")
+    if not isinstance(is_dir, bool):
+        raise ValueError(f"'dir' of {key!r} is not a boolean")
+    if expiration is not None and not isinstance(expiration, str):
+        raise ValueError(f"'expiration' of {key!r} is not a string")
+    if not isinstance(children, list):
+        raise ValueError(f"'nodes' of {key!r} is not a list")
+    if not is_dir and value is None:
+        raise ValueError(f"file {key!r} has no value")
+    return EtcdNode(
+        key=key,
+        value=None if is_dir else value,
+        dir=is_dir,
+        created_index=_int_field(data, "createdIndex", 0) or 0,
+        modified_index=_int_field(data, "modifiedIndex", 0) or 0,
+        ttl=_int_field(data, "ttl", None),
+        expiration=expiration,
+        nodes=tuple(parse_node(child) for child in children),
+    )
+
+
+def _etcd_index(headers: Any) -> int | None:
+    raw = headers.getRawHeaders(b"x-etcd-index")
+    if not raw:
+        return None
+    try:
+        return int(raw[-1])
+    except ValueError:
+        return None
+
+
+def _parse_error(
+    data: dict[str, Any], status: int, etcd_index: int | None, url: str
+) -> EtcdV2Error | None:
+    """An L{EtcdV2Error} from an error object, or None if it is not one."""
+    code = data.get("errorCode")
+    message = data.get("message", "")
+    cause = data.get("cause")
+    index = data.get("index", 0)
+    if isinstance(code, bool) or not isinstance(code, int):
+        return None
+    if not isinstance(message, str) or not (cause is None or isinstance(cause, str)):
+        return None
+    if isinstance(index, bool) or not isinstance(index, int):
+        index = 0
+    return EtcdV2Error(code, message, cause, index, etcd_index, status, url)
+
+
+def interpret(
+    status: int, headers: Any, body: bytes, url: str, watch: bool
+) -> EtcdResult:
+    """
+    Turn one HTTP answer into an L{EtcdResult}, or raise the matching L{EtcdError}.
+    """
+    etcd_index = _etcd_index(headers)
+    excerpt = body[:200].decode("utf-8", "replace")
+    data: object = None
+    if body.strip():
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            data = None
+    if status >= 500:
+        error = (
+            _parse_error(data, status, etcd_index, url)
+            if isinstance(data, dict)
+            else None
+        )
+        raise EtcdServerError(status, error, excerpt)
+    if not body.strip():
+        if watch and status == 200:
+            raise EtcdWatchEnded(f"watch on {url} ended without an event")
+        raise EtcdBadResponse("empty body", status, excerpt, url)
+    if not isinstance(data, dict):
+        raise EtcdBadResponse("body is not a JSON object", status, excerpt, url)
+    if "errorCode" in data:
+        error = _parse_error(data, status, etcd_index, url)
+        if error is None:
+            raise EtcdBadResponse("malformed error object", status, excerpt, url)
+        raise error
+    if not 200 <= status < 300:
+        raise EtcdBadResponse(f"unexpected HTTP status {status}", status, excerpt, url)
+    action = data.get("action")
+    if not isinstance(action, str):
+        raise EtcdBadResponse("answer has no 'action'", status, excerpt, url)
+    try:
+        node = parse_node(data.get("node"))
+        prev = data.get("prevNode")
+        prev_node = parse_node(prev) if prev is not None else None
+    except ValueError as e:
+        raise EtcdBadResponse(str(e), status, excerpt, url) from None
+    return EtcdResult(action, node, prev_node, etcd_index, status)
+
+
+class _BodyReader(Protocol):
+    """Collect a response body; cancelling the Deferred drops the connection."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.done: Deferred[bytes] = Deferred(self._cancel)
+
+    def _cancel(self, d: Deferred[bytes]) -> None:
+        self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            cast(IPushProducer, self.transport).stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self.size += len(data)
+        if self.size > MAX_BODY:
+            self.done.errback(ValueError(f"response body over {MAX_BODY} bytes"))
+            self._abort()
+            return
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.parts))
+        else:
+            self.done.errback(reason)
+
+
+def _read_body(response: IResponse) -> Deferred[tuple[int, Any, bytes]]:
+    reader = _BodyReader()
+    response.deliverBody(reader)
+    return reader.done.addCallback(lambda body: (response.code, response.headers, body))
+
+
+def _too_big(failure: Failure, status: int, url: str) -> Failure:
+    if failure.check(ValueError):
+        raise EtcdBadResponse(failure.getErrorMessage(), status, "", url)
+    return failure
+
+
+def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Accept C{"URL[,URL...]"} (the C{--etcd} option) or a sequence of URLs."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip().rstrip("/") for item in items if item.strip())
+
+
+@define(eq=False)
+class EtcdV2Client:
+    """
+    The etcd v2 keys calls the registry needs, over one connection pool.
+
+    @param reactor: for the connections and the timeouts.
+    @param urls: base URLs of etcd members (C{http://127.0.0.1:2379}), tried in
+        order starting from the last one that answered.
+    @param http: an object with treq's C{request(method, url, ...)} (a
+        C{treq.testing.StubTreq} in tests); by default an C{HTTPClient} over an
+        C{Agent} with a persistent pool and C{connect_timeout}.
+    """
+
+    log = Logger()
+
+    _reactor: IReactorTime
+    urls: tuple[str, ...] = field(converter=_urls)
+    _connect_timeout: float = 5.0
+    request_timeout: float = 5.0
+    _http: Any = None
+    _pool: HTTPConnectionPool | None = field(default=None, init=False)
+    _current: int = field(default=0, init=False)
+    _in_flight: set[Deferred[Any]] = field(factory=set, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("at least one etcd URL is needed")
+        for url in self.urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"etcd URL {url!r} must start with http:// or https://"
+                )
+        if self._http is None:
+            from treq.client import HTTPClient
+
+            self._pool = HTTPConnectionPool(self._reactor, persistent=True)
+            agent = Agent(
+                self._reactor, pool=self._pool, connectTimeout=self._connect_timeout
+            )
+            self._http = HTTPClient(agent)
+
+    @property
+    def url(self) -> str:
+        """The base URL in use: the last one that answered."""
+        return self.urls[self._current]
+
+    # -- the keys calls ---------------------------------------------------------
+
+    def get(
+        self, key: str, *, recursive: bool = False, sorted: bool = False
+    ) -> Deferred[EtcdResult]:
+        """GET a key or directory (C{recursive} for the whole subtree)."""
+        params = [("recursive", _bool(recursive)), ("sorted", _bool(sorted))]
+        return self._send("GET", key, params)
+
+    def set(
+        self,
+        key: str,
+        value: str,
+        *,
+        ttl: int | None = None,
+        prev_exist: bool | None = None,
+    ) -> Deferred[EtcdResult]:
+        """
+        PUT a value: set (C{prev_exist=None}), create (False) or update (True).
+
+        A C{ttl} makes the key expire; without one the key has no TTL (and an update
+        removes an existing TTL, as etcd does).
+        """
+        params = [] if prev_exist is None else [("prevExist", _bool(prev_exist))]
+        form = {"value": value}
+        if ttl is not None:
+            form["ttl"] = str(_ttl(ttl))
+        return self._send("PUT", key, params, form)
+
+    def create(
+        self, key: str, value: str, *, ttl: int | None = None
+    ) -> Deferred[EtcdResult]:
+        """Create a key that must not exist (etcd error 105 if it does)."""
+        return self.set(key, value, ttl=ttl, prev_exist=False)
+
+    def update(
+        self, key: str, value: str, *, ttl: int | None = None
+    ) -> Deferred[EtcdResult]:
+        """Update a key that must exist (etcd error 100 if not); createdIndex kept."""
+        return self.set(key, value, ttl=ttl, prev_exist=True)
+
+    def refresh(self, key: str, ttl: int) -> Deferred[EtcdResult]:
+        """Restart a key's TTL without a new value or a watch event (100 if gone)."""
+        params = [
+            ("refresh", "true"),
+            ("prevExist", "true"),
+            ("ttl", str(_ttl(ttl))),
+        ]
+        return self._send("PUT", key, params)
+
+    def delete(
+        self, key: str, *, recursive: bool = False, dir: bool = False
+    ) -> Deferred[EtcdResult]:
+        """DELETE a key (or a directory with C{dir}/C{recursive})."""
+        params = [("recursive", _bool(recursive)), ("dir", _bool(dir))]
+        return self._send("DELETE", key, params)
+
+    def watch(
+        self, key: str, *, wait_index: int, recursive: bool = False, timeout: float
+    ) -> Deferred[EtcdResult]:
+        """
+        Long-poll for the first event on C{key} with index >= C{wait_index}.
+
+        Fails with L{EtcdTimeout} after C{timeout} seconds without an event,
+        L{EtcdWatchEnded} on an empty 200, L{EtcdV2Error} 401 if the index is
+        outdated.
+        """
+        if wait_index < 0:
+            raise ValueError(f"wait_index must be >= 0, not {wait_index}")
+        params = [
+            ("wait", "true"),
+            ("recursive", _bool(recursive)),
+            ("waitIndex", str(wait_index)),
+        ]
+        return self._send("GET", key, params, timeout=timeout, watch=True)
+
+    def close(self) -> Deferred[None]:
+        """Cancel every request in flight and close the idle pooled connections."""
+        for d in list(self._in_flight):
+            d.cancel()
+        if self._pool is not None:
+            return cast(Deferred[None], self._pool.closeCachedConnections())
+        return succeed(None)
+
+    # -- one request, with failover ----------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        key: str,
+        params: list[tuple[str, str]],
+        form: dict[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+        watch: bool = False,
+    ) -> Deferred[EtcdResult]:
+        if not key.startswith("/"):
+            raise ValueError(f"etcd key {key!r} must start with '/'")
+        path = "/v2/keys" + quote(key, safe="/")
+        limit = self.request_timeout if timeout is None else timeout
+        count = len(self.urls)
+        start = self._current
+        failures: list[tuple[str, BaseException]] = []
+        inner: list[Deferred[Any]] = []
+        cancelled = False
+
+        def cancel(_: Deferred[EtcdResult]) -> None:
+            nonlocal cancelled
+            cancelled = True
+            for d in inner:
+                d.cancel()
+
+        outer: Deferred[EtcdResult] = Deferred(cancel)
+
+        def attempt(step: int) -> None:
+            index = (start + step) % count
+            url = self.urls[index] + path
+
+            def timed_out(result: object, seconds: float) -> None:
+                raise EtcdTimeout(url, seconds)
+
+            d = maybeDeferred(
+                self._http.request,
+                method,
+                url,
+                params=params,
+                data=form,
+                unbuffered=True,
+                allow_redirects=False,
+            )
+            d.addCallback(_read_body)
+            d.addTimeout(limit, self._reactor, onTimeoutCancel=timed_out)
+            inner[:] = [d]
+            d.addCallbacks(
+                answered,
+                failed,
+                callbackArgs=(index, url, step),
+                errbackArgs=(url, step),
+            )
+
+        def answered(
+            reply: tuple[int, Any, bytes], index: int, url: str, step: int
+        ) -> None:
+            status, headers, body = reply
+            try:
+                result = interpret(status, headers, body, url, watch)
+            except EtcdServerError as e:
+                move_on(url, step, e)
+            except EtcdError as e:
+                self._current = index
+                outer.errback(e)
+            else:
+                self._current = index
+                outer.callback(result)
+
+        def failed(failure: Failure, url: str, step: int) -> None:
+            if cancelled:
+                return
+            if failure.check(EtcdTimeout) and watch:
+                outer.errback(failure)
+            elif failure.check(EtcdTimeout, *CONNECTION_ERRORS):
+                move_on(url, step, cast(BaseException, failure.value))
+            elif failure.check(ValueError):
+                outer.errback(EtcdBadResponse(failure.getErrorMessage(), 0, "", url))
+            else:
+                outer.errback(failure)
+
+        def move_on(url: str, step: int, error: BaseException) -> None:
+            failures.append((url, error))
+            self.log.debug(
+                "etcd {url} failed: {error}", url=url, error=_describe(error)
+            )
+            if step + 1 < count:
+                attempt(step + 1)
+            else:
+                outer.errback(EtcdUnavailable(failures))
+
+        self._in_flight.add(outer)
+
+        def forget(result: object) -> object:
+            self._in_flight.discard(outer)
+            return result
+
+        outer.addBoth(forget)
+        attempt(0)
+        return outer
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _ttl(ttl: int) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+        raise ValueError(f"ttl must be a whole number of seconds >= 0, not {ttl!r}")
+    return ttl
+
+
+def _relative(directory: str, key: str) -> str | None:
+    """C{key}'s name under C{directory}; "" for the directory or a parent; None if
+    unrelated."""
+    if key == directory or key == "/" or directory.startswith(key.rstrip("/") + "/"):
+        return ""
+    if key.startswith(directory + "/"):
+        return key[len(directory) + 1 :]
+    return None
+
+
+def _kind(action: str) -> ChangeKind | None:
+    if action in _PUT_ACTIONS:
+        return "put"
+    if action in _DELETE_ACTIONS:
+        return "deleted"
+    if action == "expire":
+        return "expired"
+    return None
+
+
+def _to_backend_error(failure: Failure) -> Failure:
+    """Map an L{EtcdError} onto the backend's exceptions; pass the rest through."""
+    error = failure.value
+    if isinstance(error, EtcdUnavailable):
+        return Failure(BackendUnavailable(str(error)))
+    if isinstance(error, EtcdTimeout):
+        return Failure(WatchTimedOut(str(error)))
+    if isinstance(error, EtcdWatchEnded):
+        return Failure(WatchEnded(str(error)))
+    if isinstance(error, EtcdV2Error) and error.error_code == EVENT_INDEX_CLEARED:
+        return Failure(HistoryLost(str(error)))
+    if isinstance(error, EtcdError):
+        return Failure(BackendError(str(error)))
+    return failure
+
+
+@define(eq=False)
+class EtcdV2Backend:
+    """L{twistednode.backend.RegistryBackend} over the etcd v2 keys API."""
+
+    client: EtcdV2Client
+
+    @property
+    def endpoint(self) -> str:
+        return self.client.url
+
+    def create(self, key: str, value: str, ttl: int) -> Deferred[int]:
+        def exists(failure: Failure) -> Failure:
+            if _code(failure) == NODE_EXISTS:
+                return Failure(RecordExists(str(failure.value)))
+            return failure
+
+        d = self.client.create(key, value, ttl=ttl)
+        return d.addCallbacks(_created_index, exists).addErrback(_to_backend_error)
+
+    def replace(self, key: str, value: str, ttl: int) -> Deferred[int]:
+        d = self.client.update(key, value, ttl=ttl)
+        return d.addCallbacks(_created_index, _missing).addErrback(_to_backend_error)
+
+    def refresh(self, key: str, ttl: int) -> Deferred[None]:
+        d = self.client.refresh(key, ttl)
+        return d.addCallbacks(lambda _: None, _missing).addErrback(_to_backend_error)
+
+    def delete(self, key: str) -> Deferred[None]:
+        def gone(failure: Failure) -> Failure | None:
+            return None if _code(failure) == KEY_NOT_FOUND else failure
+
+        d = self.client.delete(key)
+        return d.addCallbacks(lambda _: None, gone).addErrback(_to_backend_error)
+
+    def list(self, directory: str) -> Deferred[Listing]:
+        def listed(result: EtcdResult) -> Listing:
+            if result.etcd_index is None:
+                raise BackendError(f"listing of {directory} has no X-Etcd-Index")
+            entries = []
+            for child in result.node.nodes:
+                name = _relative(directory, child.key)
+                if name:
+                    entries.append(
+                        Entry(
+                            name, child.value, child.created_index, child.modified_index
+                        )
+                    )
+            return Listing(tuple(entries), result.etcd_index)
+
+        def absent(failure: Failure) -> Listing | Failure:
+            error = failure.value
+            if isinstance(error, EtcdV2Error) and error.error_code == KEY_NOT_FOUND:
+                index = (
+                    error.etcd_index if error.etcd_index is not None else error.index
+                )
+                return Listing((), index)
+            return failure
+
+        d = self.client.get(directory, recursive=True)
+        return d.addCallbacks(listed, absent).addErrback(_to_backend_error)
+
+    def watch(
+        self, directory: str, from_index: int, timeout: float
+    ) -> Deferred[Sequence[Change]]:
+        def event(result: EtcdResult) -> Sequence[Change] | Deferred[Sequence[Change]]:
+            node = result.node
+            name = _relative(directory, node.key)
+            kind = _kind(result.action)
+            if name is None or kind is None:
+                # etcd's history scan matches by raw prefix (/members2 for
+                # /members); skip what is not ours and keep watching.
+                return self.watch(directory, node.modified_index + 1, timeout)
+            value = node.value if kind == "put" else None
+            return [Change(kind, name, value, node.created_index, node.modified_index)]
+
+        d = self.client.watch(
+            directory, wait_index=from_index, recursive=True, timeout=timeout
+        )
+        changes = cast(Deferred[Sequence[Change]], d.addCallback(event))
+        return changes.addErrback(_to_backend_error)
+
+    def close(self) -> Deferred[None]:
+        return self.client.close()
+
+
+def _code(failure: Failure) -> int | None:
+    error = failure.value
+    return error.error_code if isinstance(error, EtcdV2Error) else None
+
+
+def _created_index(result: EtcdResult) -> int:
+    return result.node.created_index
+
+
+def _missing(failure: Failure) -> Failure:
+    if _code(failure) == KEY_NOT_FOUND:
+        return Failure(RecordMissing(str(failure.value)))
+    return failure

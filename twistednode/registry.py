@@ -1,0 +1,686 @@
+# -*- test-case-name: tests.test_registry -*-
+"""
+The registry: this node's record in etcd, and the peers found there.
+
+L{Registry} is a Twisted service. It writes our L{MemberRecord} under
+C{/twistednode/<cluster>/members/<id>} with a TTL and refreshes it every C{ttl / 3}
+seconds; it lists the members directory, then watches it from the next index, and
+reports every join, change and leave to a L{RegistryListener}. On any gap (history
+cleared, a watch ended by the server, a broken connection, a watch timeout) it lists
+again and diffs, so nothing is missed. While the store is unreachable it keeps the
+last known peers and retries with jittered backoff; when the store is back it
+re-creates the record if it expired. On a clean stop it deletes the record.
+
+The bookkeeping is a pure L{MemberView} (no Twisted, no clock): listings and changes
+go in, peer events come out. L{Registry} only moves data between it, the backend and
+the listener.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twistednode.backend import (
+    BackendError,
+    Change,
+    HistoryLost,
+    Listing,
+    RecordExists,
+    RecordMissing,
+    RegistryBackend,
+    WatchEnded,
+    WatchTimedOut,
+)
+from twistednode.backoff import Backoff
+from twistednode.record import MemberRecord
+
+RemovalReason = Literal["deleted", "expired", "vanished"]
+"""Why a peer left: its record was "deleted" (a clean stop: drop it at once),
+"expired" (its TTL ran out: it crashed or lost etcd), or "vanished" (it was gone
+at a re-list, or its value became invalid: the cause was not seen)."""
+
+
+class RegistryListener(Protocol):
+    """What the registry tells the node (implemented by the node)."""
+
+    def peer_added(self, record: MemberRecord, created_index: int) -> None:
+        """A peer's record appeared (C{created_index}: its etcd createdIndex)."""
+
+    def peer_changed(self, record: MemberRecord) -> None:
+        """A known peer rewrote its record (new address, port or advertisement)."""
+
+    def peer_removed(self, record_id: str, reason: RemovalReason) -> None:
+        """A peer's record is gone; see L{RemovalReason}."""
+
+    def view_changed(
+        self, members: Mapping[str, int], view_index: int, own_index: int | None
+    ) -> None:
+        """
+        After every list or watch step: every valid record (ours included) as
+        id -> createdIndex, the store index the view is complete up to, and the
+        createdIndex of our own record in this view (None while it is not in it).
+        """
+
+
+# -- the pure view -----------------------------------------------------------------
+
+
+@frozen
+class Member:
+    """A valid record in the view and the createdIndex of its key."""
+
+    record: MemberRecord
+    created_index: int
+
+
+@frozen
+class PeerAdded:
+    record: MemberRecord
+    created_index: int
+
+
+@frozen
+class PeerChanged:
+    record: MemberRecord
+
+
+@frozen
+class PeerRemoved:
+    record_id: str
+    reason: RemovalReason
+
+
+PeerEvent = PeerAdded | PeerChanged | PeerRemoved
+
+
+@frozen
+class ViewUpdate:
+    """What one listing or change did: peer events and the keys that were ignored."""
+
+    events: tuple[PeerEvent, ...] = ()
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+def diff(
+    old: Mapping[str, Member],
+    new: Mapping[str, Member],
+    own_id: str,
+    reason: RemovalReason = "vanished",
+) -> tuple[PeerEvent, ...]:
+    """The peer events that turn C{old} into C{new} (our own id never reported)."""
+    events: list[PeerEvent] = [
+        PeerRemoved(name, reason)
+        for name in sorted(old)
+        if name not in new and name != own_id
+    ]
+    for name in sorted(new, key=lambda n: (new[n].created_index, n)):
+        if name == own_id:
+            continue
+        member = new[name]
+        if name not in old:
+            events.append(PeerAdded(member.record, member.created_index))
+        elif old[name].record != member.record:
+            events.append(PeerChanged(member.record))
+    return tuple(events)
+
+
+def parse_member(name: str, value: str | None) -> Member | str:
+    """Helper for the view: the record stored at C{name}, or why it is invalid."""
+    if value is None:
+        return "is a directory, not a record"
+    if "/" in name:
+        return "is nested below a member key"
+    try:
+        return Member(MemberRecord.from_json(value, expected_id=name), 0)
+    except ValueError as e:
+        return str(e)
+
+
+@define
+class MemberView:
+    """
+    The members directory as this node knows it (pure: no I/O, no clock).
+
+    C{members} holds every valid record, our own included; C{index} is the store
+    index the view is complete up to.
+    """
+
+    own_id: str
+    members: dict[str, Member] = field(factory=dict)
+    index: int = 0
+
+    @property
+    def own_index(self) -> int | None:
+        own = self.members.get(self.own_id)
+        return None if own is None else own.created_index
+
+    def created_indexes(self) -> dict[str, int]:
+        return {name: m.created_index for name, m in self.members.items()}
+
+    def peers(self) -> dict[str, MemberRecord]:
+        return {n: m.record for n, m in self.members.items() if n != self.own_id}
+
+    def apply_listing(self, listing: Listing) -> ViewUpdate:
+        """Replace the view by a full listing; peers not in it have "vanished"."""
+        new: dict[str, Member] = {}
+        rejected: list[tuple[str, str]] = []
+        for entry in listing.entries:
+            parsed = parse_member(entry.name, entry.value)
+            if isinstance(parsed, str):
+                rejected.append((entry.name, parsed))
+            else:
+                new[entry.name] = Member(parsed.record, entry.created_index)
+        events = diff(self.members, new, self.own_id)
+        self.members = new
+        self.index = listing.index
+        return ViewUpdate(events, tuple(rejected))
+
+    def apply_change(self, change: Change) -> ViewUpdate:
+        """Apply one watched change."""
+        self.index = max(self.index, change.index)
+        name = change.name
+        if name == "":
+            if change.kind == "put":
+                return ViewUpdate()
+            everything, self.members = self.members, {}
+            return ViewUpdate(diff(everything, {}, self.own_id, change.kind))
+        if change.kind != "put":
+            if "/" in name or self.members.pop(name, None) is None:
+                return ViewUpdate()
+            if name == self.own_id:
+                return ViewUpdate()
+            return ViewUpdate((PeerRemoved(name, change.kind),))
+        parsed = parse_member(name, change.value)
+        if isinstance(parsed, str):
+            gone = self.members.pop(name, None) is not None and name != self.own_id
+            events = (PeerRemoved(name, "vanished"),) if gone else ()
+            return ViewUpdate(events, ((name, parsed),))
+        member = Member(parsed.record, change.created_index)
+        before = self.members.get(name)
+        self.members[name] = member
+        old = {} if before is None else {name: before}
+        return ViewUpdate(diff(old, {name: member}, self.own_id))
+
+
+# -- the service ---------------------------------------------------------------------
+
+_CLUSTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _check_cluster(instance: object, attribute: object, value: Any) -> None:
+    if not isinstance(value, str) or not _CLUSTER.fullmatch(value):
+        raise ValueError(
+            f"cluster name {value!r} must be 1-128 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+
+
+def _check_ttl(instance: object, attribute: object, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"ttl must be a whole number of seconds >= 1, not {value!r}")
+
+
+@define
+class RegistryStats:
+    """Counters for the status API."""
+
+    lists: int = 0
+    watch_restarts: int = 0
+    events: int = 0
+    errors: int = 0
+    refreshes: int = 0
+    recreations: int = 0
+    rewrites: int = 0
+    rejected: int = 0
+
+
+@define(eq=False, kw_only=True)
+class Registry(Service):
+    """
+    Keep this node's record alive in the store and report the other records.
+
+    @param backend: the store (L{twistednode.etcdv2.EtcdV2Backend}, later v3).
+    @param cluster: the cluster name; records live under
+        C{/twistednode/<cluster>/members/}.
+    @param listener: told about peers and the view (L{RegistryListener}).
+    @param clock: for refresh timers, backoff and bounded waits.
+    @param record: our record; may be given later with L{set_record} (once the UDP
+        socket is bound), and replaced at any time (the stored record is rewritten).
+    @param ttl: seconds the record outlives its last refresh.
+    """
+
+    log = Logger()
+
+    _backend: RegistryBackend
+    _cluster: str = field(validator=_check_cluster)
+    _listener: RegistryListener
+    _clock: IReactorTime
+    _record: MemberRecord | None = None
+    _ttl: int = field(default=10, validator=_check_ttl)
+    _watch_timeout: float = 60.0
+    _stop_timeout: float = 2.0
+    _backoff: Backoff = field(factory=Backoff)
+    _random: Callable[[], float] = random.random
+
+    stats: RegistryStats = field(factory=RegistryStats, init=False)
+    last_error: str | None = field(default=None, init=False)
+    _view: MemberView | None = field(default=None, init=False)
+    _registered: int | None = field(default=None, init=False)
+    _ever_registered: bool = field(default=False, init=False)
+    _create_sent: bool = field(default=False, init=False)
+    _dirty: bool = field(default=False, init=False)
+    _listed: bool = field(default=False, init=False)
+    _failing: set[str] = field(factory=set, init=False)
+    _generation: int = field(default=0, init=False)
+    _tasks: list[Deferred[None]] = field(factory=list, init=False)
+    _nap: Deferred[None] | None = field(default=None, init=False)
+    _logged_rejects: dict[str, str] = field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self._record is not None:
+            self._view = MemberView(self._record.id)
+
+    # -- what the node and the status API read --------------------------------------
+
+    @property
+    def directory(self) -> str:
+        """The members directory of our cluster."""
+        return f"/twistednode/{self._cluster}/members"
+
+    @property
+    def record(self) -> MemberRecord | None:
+        """Our record as last set."""
+        return self._record
+
+    @property
+    def state(self) -> str:
+        """ "stopped", "unreachable", "registering" or "watching"."""
+        if not self.running:
+            return "stopped"
+        if self._failing:
+            return "unreachable"
+        if self._registered is None or not self._listed:
+            return "registering"
+        return "watching"
+
+    @property
+    def endpoint(self) -> str:
+        """The store URL in use."""
+        return self._backend.endpoint
+
+    @property
+    def own_index(self) -> int | None:
+        """The createdIndex of our record as the store last confirmed it."""
+        return self._registered
+
+    @property
+    def view_index(self) -> int:
+        """The store index the view of the members is complete up to."""
+        return 0 if self._view is None else self._view.index
+
+    @property
+    def peers(self) -> dict[str, MemberRecord]:
+        """The last known peers (kept while the store is unreachable)."""
+        return {} if self._view is None else self._view.peers()
+
+    def members(self) -> dict[str, int]:
+        """Every valid record in the view (ours included) -> createdIndex."""
+        return {} if self._view is None else self._view.created_indexes()
+
+    # -- control ------------------------------------------------------------------
+
+    def set_record(self, record: MemberRecord) -> None:
+        """
+        Set or replace our record (its id may not change).
+
+        Before the first record the service waits; afterwards the stored value is
+        rewritten (keeping its createdIndex, so the election order is unchanged).
+        """
+        if self._record is not None and record.id != self._record.id:
+            raise ValueError(
+                f"the record id is fixed ({self._record.id}), not {record.id}"
+            )
+        if record == self._record:
+            return
+        self._record = record
+        if self._view is None:
+            self._view = MemberView(record.id)
+        if self._registered is not None:
+            self._dirty = True
+        if self.running:
+            if self._tasks:
+                self._wake()
+            else:
+                self._start_tasks()
+
+    def startService(self) -> None:
+        super().startService()
+        if self._record is not None:
+            self._start_tasks()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the loops, delete our record (bounded wait), close the backend."""
+        super().stopService()
+        self._generation += 1
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        return Deferred.fromCoroutine(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        if self._record is not None and (self._create_sent or self._registered):
+            key = self._key(self._record)
+            d = self._backend.delete(key)
+            d.addTimeout(self._stop_timeout, self._clock)
+            try:
+                await d
+            except (BackendError, TimeoutError, CancelledError) as e:
+                self.log.warn("could not delete {key}: {error}", key=key, error=e)
+            else:
+                self.log.info("deleted {key}", key=key)
+        self._registered = None
+        self._create_sent = False
+        self._dirty = False
+        self._failing.clear()
+        try:
+            await self._backend.close()
+        except Exception:
+            self.log.failure("closing the registry backend")
+
+    # -- internals ----------------------------------------------------------------
+
+    def _key(self, record: MemberRecord) -> str:
+        return f"{self.directory}/{record.id}"
+
+    def _live(self, generation: int) -> bool:
+        return bool(self.running) and generation == self._generation
+
+    def _start_tasks(self) -> None:
+        generation = self._generation
+        self._listed = False
+        for loop in (self._record_loop, self._watch_loop):
+            task = Deferred.fromCoroutine(loop(generation))
+            task.addErrback(self._task_failed)
+            self._tasks.append(task)
+
+    def _task_failed(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):
+            self.log.failure("registry loop ended", failure)
+
+    def _delay(self, attempt: int) -> float:
+        return self._backoff.delay(attempt, self._random())
+
+    def _sleep(self, seconds: float) -> Deferred[None]:
+        def cancel(_: Deferred[None]) -> None:
+            if call.active():
+                call.cancel()
+
+        def fire() -> None:
+            if not d.called:
+                d.callback(None)
+
+        d: Deferred[None] = Deferred(cancel)
+        call = self._clock.callLater(seconds, fire)
+        return d
+
+    def _wake(self) -> None:
+        """End the record loop's wait now (a new record to write)."""
+        nap = self._nap
+        if nap is not None and not nap.called:
+            nap.cancel()
+
+    def _failed(self, where: str, error: BaseException) -> None:
+        self.stats.errors += 1
+        self.last_error = f"{where}: {error}"
+        if where not in self._failing:
+            self.log.warn("registry {where} failed: {error}", where=where, error=error)
+        self._failing.add(where)
+
+    def _recovered(self, where: str) -> None:
+        if where in self._failing:
+            self._failing.discard(where)
+            self.log.info("registry {where} works again", where=where)
+
+    async def _record_loop(self, generation: int) -> None:
+        attempt = 0
+        while self._live(generation):
+            record = self._record
+            assert record is not None
+            key, value = self._key(record), record.to_json()
+            delay = self._ttl / 3
+            try:
+                if self._registered is None:
+                    self._create_sent = True
+                    try:
+                        index = await self._backend.create(key, value, self._ttl)
+                    except RecordExists:
+                        index = await self._backend.replace(key, value, self._ttl)
+                    if self._ever_registered:
+                        self.stats.recreations += 1
+                    self.log.info("registered {key} ({index})", key=key, index=index)
+                    self._registered = index
+                    self._ever_registered = True
+                    self._dirty = self._record != record
+                elif self._dirty:
+                    self._dirty = False
+                    try:
+                        self._registered = await self._backend.replace(
+                            key, value, self._ttl
+                        )
+                    except BaseException:
+                        self._dirty = True
+                        raise
+                    self.stats.rewrites += 1
+                    self._dirty = self._dirty or self._record != record
+                else:
+                    await self._backend.refresh(key, self._ttl)
+                    self.stats.refreshes += 1
+            except CancelledError:
+                return
+            except RecordMissing:
+                if not self._live(generation):
+                    return
+                self.log.warn("our record {key} is gone; creating it again", key=key)
+                self._registered = None
+                continue
+            except Exception as e:
+                if not self._live(generation):
+                    return
+                if not isinstance(e, BackendError):
+                    self.log.failure("registry record step")
+                self._failed("record", e)
+                delay = min(self._delay(attempt), self._ttl / 3)
+                attempt += 1
+            else:
+                attempt = 0
+                self._recovered("record")
+                if self._dirty or self._registered is None:
+                    continue
+            if not self._live(generation):
+                return
+            self._nap = self._sleep(delay)
+            try:
+                await self._nap
+            except CancelledError:
+                pass  # woken by set_record, or stopped (checked by the loop)
+            finally:
+                self._nap = None
+
+    async def _watch_loop(self, generation: int) -> None:
+        attempt = 0
+        streak = 0
+        while self._live(generation):
+            if streak > 1:
+                try:
+                    await self._sleep(self._delay(streak - 2))
+                except CancelledError:
+                    return
+            try:
+                listing = await self._backend.list(self.directory)
+            except CancelledError:
+                return
+            except Exception as e:
+                if not self._live(generation):
+                    return
+                if not isinstance(e, BackendError):
+                    self.log.failure("registry list")
+                self._failed("watch", e)
+                try:
+                    await self._sleep(self._delay(attempt))
+                except CancelledError:
+                    return
+                attempt += 1
+                continue
+            if not self._live(generation):
+                return
+            attempt = 0
+            self._recovered("watch")
+            self.stats.lists += 1
+            self._listed = True
+            self._applied(self._view_().apply_listing(listing))
+            if self._registered is not None and listing.index >= self._registered:
+                if self._view_().own_index is None:
+                    self._own_record_lost()
+            self._view_changed()
+            next_index = listing.index + 1
+            while self._live(generation):
+                try:
+                    changes = await self._backend.watch(
+                        self.directory, next_index, self._watch_timeout
+                    )
+                except CancelledError:
+                    return
+                except WatchTimedOut:
+                    streak = 0
+                except (HistoryLost, WatchEnded) as e:
+                    streak += 1
+                    self.log.info("watch restarts: {error}", error=e)
+                except Exception as e:
+                    streak += 1
+                    if self._live(generation):
+                        if not isinstance(e, BackendError):
+                            self.log.failure("registry watch")
+                        self._failed("watch", e)
+                else:
+                    if not self._live(generation):
+                        return
+                    streak = 0
+                    for change in changes:
+                        self.stats.events += 1
+                        self._applied(self._view_().apply_change(change))
+                        self._check_own_change(change)
+                        next_index = max(next_index, change.index + 1)
+                    self._view_changed()
+                    continue
+                self.stats.watch_restarts += 1
+                break
+
+    def _view_(self) -> MemberView:
+        assert self._view is not None
+        return self._view
+
+    def _check_own_change(self, change: Change) -> None:
+        record = self._record
+        if record is None or self._registered is None:
+            return
+        if change.kind == "put" or change.name not in ("", record.id):
+            return
+        if change.name == "" or change.created_index == self._registered:
+            self._own_record_lost()
+
+    def _own_record_lost(self) -> None:
+        self.log.warn("our record left the members directory; creating it again")
+        self._registered = None
+        self._wake()
+
+    def _applied(self, update: ViewUpdate) -> None:
+        record = self._record
+        for name, why in update.rejected:
+            self.stats.rejected += 1
+            if self._logged_rejects.get(name) != why:
+                self._logged_rejects[name] = why
+                self.log.warn("ignoring {key}: {why}", key=name, why=why)
+            if record is not None and name == record.id and self._registered:
+                self._dirty = True
+                self._wake()
+        for event in update.events:
+            self._notify(event)
+
+    def _notify(self, event: PeerEvent) -> None:
+        try:
+            if isinstance(event, PeerAdded):
+                self._listener.peer_added(event.record, event.created_index)
+            elif isinstance(event, PeerChanged):
+                self._listener.peer_changed(event.record)
+            else:
+                self._listener.peer_removed(event.record_id, event.reason)
+        except Exception:
+            self.log.failure("registry listener failed on {event!r}", event=event)
+
+    def _view_changed(self) -> None:
+        view = self._view_()
+        try:
+            self._listener.view_changed(
+                view.created_indexes(), view.index, view.own_index
+            )
+        except Exception:
+            self.log.failure("registry listener failed on view_changed")
+
+
+# -- the advertised address ----------------------------------------------------------
+
+
+def udp_source_address(host: str, port: int) -> str:
+    """
+    The local address the OS would use to send to C{host}:C{port}.
+
+    A UDP socket's connect() only picks a route; no packet is sent.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.connect(address)
+        return str(sock.getsockname()[0])
+
+
+def local_address_towards(
+    url: str, connect: Callable[[str, int], str] = udp_source_address
+) -> str:
+    """
+    The local IP address this host uses to reach the store at C{url}: the default
+    address a node advertises. C{connect(host, port)} does the socket work.
+
+    @raise ValueError: the URL has no host, or no route to it was found.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"bad port in {url!r}: {e}") from None
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    try:
+        address = connect(parts.hostname, port)
+    except OSError as e:
+        raise ValueError(f"no route from this host to {url}: {e}") from None
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"{address!r} is not an IP address") from None
+    return address
