@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import attrs
 from hypothesis import given
@@ -14,7 +15,7 @@ from twistednode.record import MemberRecord
 IID = "e91fa857-abf7-4f58-a7bb-ded22f2766d9"
 
 
-def record(**changes: object) -> MemberRecord:
+def record(**changes: Any) -> MemberRecord:
     base = MemberRecord(
         id=IID,
         address="10.0.0.5",
