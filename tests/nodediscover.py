@@ -672,13 +672,18 @@ def spawn_mesh(
     extra_unicast: Sequence[str] = (),
     timeout: float = 10.0,
     wait: bool = True,
+    stagger: bool = False,
     **options: Any,
 ) -> list[NodeDiscoverPeer]:
     """Start C{count} peers on distinct 127.0.0.1 ports, each listing all of them.
 
-    The processes are spawned back to back (as in the spec's baseline), then, if
-    C{wait}, each is waited for until C{started}. C{extra_unicast} entries (e.g. a
-    Python node) are appended to every list. Stop them with L{stop_all}.
+    By default the processes are spawned back to back (as in the spec's baseline),
+    then, if C{wait}, each is waited for until C{started}. Peers created in the same
+    millisecond get equal default weights, which node-discover never resolves; with
+    C{stagger} each peer is started only after the previous one reported
+    C{started}, so the weights strictly decrease in list order and C{peers[0]} is
+    the oldest, i.e. the master-to-be. C{extra_unicast} entries (e.g. a Python node)
+    are appended to every list. Stop them with L{stop_all}.
     """
     ports = free_udp_ports(count)
     unicast = [f"127.0.0.1:{p}" for p in ports] + list(extra_unicast)
@@ -688,6 +693,8 @@ def spawn_mesh(
     try:
         for peer in peers:
             peer.start()
+            if stagger:
+                peer.wait_started(timeout)
         if wait:
             for peer in peers:
                 peer.wait_started(timeout)

@@ -84,11 +84,11 @@ def wait_checks(peer: NodeDiscoverPeer, count: int, since: int) -> None:
 
 
 def master_of(peers: Sequence[NodeDiscoverPeer]) -> NodeDiscoverPeer:
-    """The heaviest peer: node-discover's master, the oldest process by default."""
+    """The oldest peer of a staggered mesh, after checking it is the heaviest."""
     weights = [p.weight for p in peers]
-    if len(set(weights)) != len(weights):
-        raise AssertionError(f"peers started in the same millisecond: {weights}")
-    return max(peers, key=lambda p: p.weight)
+    if weights != sorted(weights, reverse=True) or len(set(weights)) != len(weights):
+        raise AssertionError(f"staggered peers' weights do not decrease: {weights}")
+    return peers[0]
 
 
 def udp_socket(test: SynchronousTestCase) -> socket.socket:
@@ -104,12 +104,12 @@ class NodeDiscoverMeshTests(SynchronousTestCase):
     """Several real node-discover peers on one static unicast list."""
 
     def mesh(self, count: int, **options: Any) -> list[NodeDiscoverPeer]:
-        peers = spawn_mesh(count, fast=True, **options)
+        peers = spawn_mesh(count, fast=True, stagger=True, **options)
         self.addCleanup(stop_all, peers)
         return peers
 
     def test_full_mesh_one_oldest_master(self) -> None:
-        """Three peers all add each other and agree on the heaviest as only master."""
+        """Three peers all add each other and agree on the oldest as only master."""
         peers = self.mesh(3, verbose=True)
         wait_full_mesh(peers)
         master = master_of(peers)
