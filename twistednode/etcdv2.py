@@ -212,8 +212,6 @@ def parse_node(data: object) -> EtcdNode:
         raise ValueError(f"'expiration' of {key!r} is not a string")
     if not isinstance(children, list):
         raise ValueError(f"'nodes' of {key!r} is not a list")
-    if not is_dir and value is None:
-        raise ValueError(f"file {key!r} has no value")
     return EtcdNode(
         key=key,
         value=None if is_dir else value,
