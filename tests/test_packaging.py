@@ -15,11 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class WheelTests(TestCase):
     def test_wheel_has_plugins_and_no_twisted_init(self) -> None:
-        """The wheel ships both plugin files, no twisted/__init__.py, no dropin.cache."""
+        """The wheel ships both plugins, no twisted/__init__.py and no dropin.cache."""
         out = Path(self.mktemp())
         out.mkdir()
         subprocess.run(
-            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "build",
+                "--wheel",
+                "--no-isolation",
+                "-o",
+                str(out),
+            ],
             cwd=ROOT,
             check=True,
             capture_output=True,
