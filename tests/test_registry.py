@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import attrs
-from twisted.trial.unittest import SynchronousTestCase
+from attrs import define, field
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.servers import shared_minietcd, shared_real_etcd
 from twistednode.backend import Change, Entry, Listing
+from twistednode.etcdv2 import EtcdV2Backend, EtcdV2Client
 from twistednode.record import MemberRecord
 from twistednode.registry import (
     Member,
@@ -17,6 +24,8 @@ from twistednode.registry import (
     PeerChanged,
     PeerEvent,
     PeerRemoved,
+    Registry,
+    RemovalReason,
     diff,
     local_address_towards,
     udp_source_address,
@@ -209,3 +218,140 @@ class LocalAddressTests(SynchronousTestCase):
         """The real UDP trick finds 127.0.0.1 towards a loopback server."""
         self.assertEqual(udp_source_address("127.0.0.1", 2379), "127.0.0.1")
         self.assertIn(udp_source_address("localhost", 2379), ("127.0.0.1", "::1"))
+
+
+@define
+class RecordingListener:
+    """A RegistryListener that keeps what it is told."""
+
+    events: list[tuple[str, str, object]] = field(factory=list)
+    views: list[tuple[dict[str, int], int, int | None]] = field(factory=list)
+
+    def peer_added(self, record: MemberRecord, created_index: int) -> None:
+        self.events.append(("added", record.id, created_index))
+
+    def peer_changed(self, record: MemberRecord) -> None:
+        self.events.append(("changed", record.id, record.advertisement))
+
+    def peer_removed(self, record_id: str, reason: RemovalReason) -> None:
+        self.events.append(("removed", record_id, reason))
+
+    def view_changed(
+        self, members: Mapping[str, int], view_index: int, own_index: int | None
+    ) -> None:
+        self.views.append((dict(members), view_index, own_index))
+
+
+async def eventually(
+    condition: Callable[[], bool], what: str, timeout: float = 10.0
+) -> None:
+    """Poll C{condition} on the real reactor until it holds, for C{timeout} s."""
+    from twisted.internet import reactor
+
+    clock = cast(IReactorTime, reactor)
+    deadline = clock.seconds() + timeout
+    while not condition():
+        if clock.seconds() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await deferLater(clock, 0.02)
+
+
+class RegistryIntegrationMixin:
+    """Two registries on a real server see each other join, change and leave."""
+
+    def server_url(self) -> str:
+        raise NotImplementedError
+
+    def registry(
+        self, cluster: str, member_id: str, port: int
+    ) -> tuple[Registry, RecordingListener]:
+        from twisted.internet import reactor
+
+        listener = RecordingListener()
+        client = EtcdV2Client(reactor, [self.server_url()])
+        registry = Registry(
+            backend=EtcdV2Backend(client),
+            cluster=cluster,
+            listener=listener,
+            clock=reactor,
+            record=rec(member_id, port),
+        )
+        return registry, listener
+
+    def test_join_change_leave(self) -> Deferred[None]:
+        """Peers appear, change, leave cleanly ("deleted") and expire ("expired")."""
+        return Deferred.fromCoroutine(self._join_change_leave())
+
+    async def _join_change_leave(self) -> None:
+        from twisted.internet import reactor
+
+        cluster = "it-" + uuid.uuid4().hex[:12]
+        a, heard_a = self.registry(cluster, A, 5001)
+        b, heard_b = self.registry(cluster, B, 5002)
+        a.startService()
+        try:
+            await eventually(lambda: a.state == "watching", "A registered")
+            b.startService()
+            await eventually(lambda: B in a.peers and A in b.peers, "A and B meet")
+            self.assertEqual(a.peers[B], rec(B, 5002))
+            self.assertEqual(b.peers[A], rec(A, 5001))
+            self.assertEqual([e[:2] for e in heard_a.events], [("added", B)])
+            self.assertEqual([e[:2] for e in heard_b.events], [("added", A)])
+            await eventually(lambda: set(heard_a.views[-1][0]) == {A, B}, "A's view")
+            members, view_index, own_index = heard_a.views[-1]
+            self.assertEqual(own_index, a.own_index)
+            self.assertEqual(members[A], a.own_index)
+            self.assertEqual(members[B], b.own_index)
+            self.assertLess(members[A], members[B])
+            self.assertGreaterEqual(view_index, members[B])
+
+            created = b.own_index
+            b.set_record(attrs.evolve(rec(B, 5002), advertisement={"v": 2}))
+            await eventually(
+                lambda: a.peers[B].advertisement == {"v": 2}, "A sees B's change"
+            )
+            self.assertEqual(b.own_index, created, "a rewrite keeps createdIndex")
+            self.assertEqual(heard_a.events[-1], ("changed", B, {"v": 2}))
+
+            await b.stopService()
+            await eventually(lambda: B not in a.peers, "A sees B leave")
+            self.assertEqual(heard_a.events[-1], ("removed", B, "deleted"))
+
+            crashed = make_id(77)
+            writer = EtcdV2Client(reactor, [self.server_url()])
+            try:
+                await writer.create(
+                    f"{a.directory}/{crashed}", rec(crashed, 5003).to_json(), ttl=1
+                )
+                await eventually(lambda: crashed in a.peers, "A sees C")
+                await eventually(lambda: crashed not in a.peers, "C expires")
+                self.assertEqual(heard_a.events[-1], ("removed", crashed, "expired"))
+            finally:
+                await writer.close()
+        finally:
+            await a.stopService()
+            if b.running:
+                await b.stopService()
+        self.assertEqual(a.state, "stopped")
+        check = EtcdV2Client(reactor, [self.server_url()])
+        try:
+            listing = await EtcdV2Backend(check).list(a.directory)
+        finally:
+            await check.close()
+        self.assertEqual(listing.entries, (), "clean stops deleted both records")
+
+
+class RealEtcdRegistryTests(RegistryIntegrationMixin, TestCase):
+    def setUp(self) -> None:
+        self.etcd = shared_real_etcd()
+
+    def server_url(self) -> str:
+        return self.etcd.url
+
+
+class MiniEtcdRegistryTests(RegistryIntegrationMixin, TestCase):
+    def setUp(self) -> None:
+        self.minietcd = shared_minietcd()
+
+    def server_url(self) -> str:
+        return self.minietcd.url
