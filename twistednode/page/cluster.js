@@ -11,15 +11,17 @@
   const QUIET_MS = 5000; // no news for this long: ask the node directly
   const REOPEN_MS = 3000; // wait before reopening a stream the browser gave up on
   const LATE_S = 3; // a member not heard from for this long is drawn as late
-  const DENSE_FROM = 9; // from this many nodes on, cards shrink to the essentials
-  const GRID_FROM = 13; // from this many nodes on, the ring becomes a grid
+  const DENSE_FROM = 5; // from this many nodes on, cards shrink to the essentials
+  const GRID_FROM = 11; // from this many nodes on, the ring becomes a grid
   const SVG_NS = "http://www.w3.org/2000/svg";
   const MAP_W = 1000;
-  const MAP_H = 600;
+  const MAP_MARGIN = 40; // above and below the drawing
+  const MAP_MIN_H = 300;
 
   const app = document.getElementById("app");
   const ring = document.getElementById("ring");
   const links = document.getElementById("links");
+  const map = links.parentElement;
   const connection = document.getElementById("connection");
   const banner = document.getElementById("offline-banner");
 
@@ -113,9 +115,9 @@
   function heard(n, doc) {
     if (n.me) {
       const up = typeof n.startedAt === "number" && typeof doc.now === "number" ? doc.now - n.startedAt : NaN;
-      return isFinite(up) ? "this node, up " + duration(up) : "this node";
+      return isFinite(up) ? "up " + duration(up) : "this node";
     }
-    return "hello " + duration(n.lastSeen) + " ago" + (n.late ? " (late)" : "");
+    return n.late ? "no hello for " + duration(n.lastSeen) : "hello " + duration(n.lastSeen) + " ago";
   }
 
   function address(n) {
@@ -131,8 +133,7 @@
   function layout(count) {
     const dense = count >= DENSE_FROM;
     const o =
-      count >= DENSE_FROM ? { cx: MAP_W / 2, cy: 0, rx: 400, ry: 190 }
-      : count > 6 ? { cx: MAP_W / 2, cy: 0, rx: 380, ry: 150 }
+      count >= DENSE_FROM ? { cx: MAP_W / 2, cy: 0, rx: 400, ry: 220 }
       : count === 2 ? { cx: MAP_W / 2, cy: 0, rx: 250, ry: 0 }
       : count === 1 ? { cx: MAP_W / 2, cy: 0, rx: 0, ry: 0 }
       : { cx: MAP_W / 2, cy: 0, rx: 340, ry: 150 };
@@ -147,10 +148,11 @@
     }
     const tops = spots.map((p) => p.y - disc - (p.above ? card : 0));
     const bottoms = spots.map((p) => p.y + disc + (p.above ? 0 : card));
-    const shift = (MAP_H - Math.max(...bottoms) - Math.min(...tops)) / 2;
+    const height = Math.max(MAP_MIN_H, Math.max(...bottoms) - Math.min(...tops) + 2 * MAP_MARGIN);
+    const shift = (height - Math.max(...bottoms) - Math.min(...tops)) / 2;
     for (const p of spots) p.y += shift;
     o.cy += shift;
-    return { orbit: o, spots: spots };
+    return { orbit: o, spots: spots, height: height };
   }
 
   function nodeElement(id) {
@@ -164,7 +166,9 @@
     disc.append(el("span", "glyph"));
     const card = el("div", "card");
     const title = el("p", "title");
-    title.append(el("span", "badge badge-master", "★ master"), el("span", "name"), el("span", "badge badge-me", "me"));
+    const badge = el("span", "badge badge-master", "★");
+    badge.append(el("span", "word", " master"));
+    title.append(badge, el("span", "name"), el("span", "badge badge-me", "me"));
     card.append(
       title,
       el("p", "addr"),
@@ -185,7 +189,9 @@
     for (const child of Array.from(ring.children)) {
       if (!keep.has(child.dataset.nodeId)) child.remove();
     }
-    const { orbit, spots } = layout(nodes.length);
+    const { orbit, spots, height } = layout(Math.max(nodes.length, 1));
+    map.style.aspectRatio = grid ? "auto" : MAP_W + " / " + Math.round(height);
+    links.setAttribute("viewBox", "0 0 " + MAP_W + " " + Math.round(height));
     const where = new Map();
     nodes.forEach((n, i) => {
       const li = nodeElement(n.id);
@@ -213,7 +219,7 @@
         li.style.top = "";
       } else {
         li.style.left = (spots[i].x / MAP_W) * 100 + "%";
-        li.style.top = (spots[i].y / MAP_H) * 100 + "%";
+        li.style.top = (spots[i].y / height) * 100 + "%";
       }
       where.set(n.id, spots[i]);
     });
@@ -366,13 +372,15 @@
     }
   }
 
-  function receive(doc, mode) {
+  // via: "stream" or "poll", how this document came; mode: the connection state.
+  function receive(doc, via, mode) {
     if (!doc || typeof doc !== "object") return;
     state.received += 1;
     state.lastDataAt = Date.now();
     state.lostAt = null;
     draw(doc);
     app.dataset.updates = String(state.received);
+    app.dataset.via = via;
     setMode(mode);
   }
 
@@ -392,7 +400,7 @@
       if (!response.ok) throw new Error("HTTP " + response.status);
       const doc = await response.json();
       // A stream message that arrived meanwhile is newer than this answer.
-      if (state.received === seen) receive(doc, streamOpen() ? "live" : "polling");
+      if (state.received === seen) receive(doc, "poll", streamOpen() ? "live" : "polling");
     } catch (err) {
       if (!streamOpen()) lost();
     }
@@ -425,7 +433,7 @@
         return;
       }
       stopPolling();
-      receive(doc, "live");
+      receive(doc, "stream", "live");
     };
     stream.onerror = () => {
       if (stream.readyState === EventSource.CLOSED) {
