@@ -32,6 +32,7 @@ start it on first use and stop it at exit. Do not stop a shared instance.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -85,9 +86,20 @@ def _answers(url: str, ok: Callable[[int], bool]) -> bool:
         with urllib.request.urlopen(url, timeout=2) as response:
             return ok(response.status)
     except urllib.error.HTTPError as error:
+        error.close()
         return ok(error.code)
     except (OSError, ValueError):
         return False
+
+
+def _state(url: str) -> str | None:
+    """The raft state a member reports in /v2/stats/self, or None if it does not."""
+    try:
+        with urllib.request.urlopen(url + "/v2/stats/self", timeout=2) as response:
+            state = json.load(response).get("state")
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, str) else None
 
 
 class _ManagedProcess:
@@ -336,6 +348,21 @@ class RealEtcdCluster:
             self.stop()
             raise
         return self
+
+    def leader(self, timeout: float = START_TIMEOUT) -> RealEtcd:
+        """The running member that reports itself leader, once there is one.
+
+        After the leader is killed or stopped, this waits for the others to elect a new
+        one (etcd's default election timeout is one second).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for member in self.members:
+                if member.running and _state(member.url) == "StateLeader":
+                    return member
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"no member became leader within {timeout:.0f}s")
+            time.sleep(_POLL_INTERVAL)
 
     def stop(self) -> None:
         """Stop every member and remove all data dirs."""

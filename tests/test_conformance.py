@@ -12,7 +12,6 @@ independent real etcd against the first instead of minietcd: every case must pas
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,36 +25,9 @@ from tests.conformance import (  # noqa: F401  (importing registers the cases)
     cases_watch,
     cases_write,
 )
-from tests.conformance.runner import (
-    ETCD_PEER,
-    Case,
-    all_cases,
-    candidate_kind,
-    run_case,
-)
-from tests.servers import RealEtcd, shared_instance, shared_minietcd, shared_real_etcd
-
-
-def _offset_real_etcd() -> RealEtcd:
-    """A real etcd whose index is 7 ahead of a fresh one's (started once)."""
-    etcd = RealEtcd().start()
-    try:
-        for number in range(7):
-            request = urllib.request.Request(
-                f"{etcd.url}/v2/keys/conformance-offset/{number}",
-                data=b"",
-                method="PUT",
-            )
-            urllib.request.urlopen(request, timeout=5).close()
-    except BaseException:
-        etcd.stop()
-        raise
-    return etcd
-
-
-def _second_real_etcd() -> RealEtcd:
-    """A second real etcd: its indices start elsewhere, so normalisation must work."""
-    return shared_instance("etcd-peer", _offset_real_etcd)
+from tests.conformance.peers import candidate
+from tests.conformance.runner import Case, all_cases, run_case
+from tests.servers import shared_real_etcd
 
 
 class _ConformanceTestCase(SynchronousTestCase):
@@ -63,12 +35,7 @@ class _ConformanceTestCase(SynchronousTestCase):
 
     def run_conformance(self, the_case: Case) -> None:
         reference = shared_real_etcd()
-        kind = candidate_kind()
-        if kind == ETCD_PEER:
-            url = _second_real_etcd().url
-        else:
-            url = shared_minietcd().url
-        run_case(the_case, reference.url, (kind, url))
+        run_case(the_case, reference.url, candidate())
 
 
 def _method(the_case: Case) -> Callable[[_ConformanceTestCase], None]:
