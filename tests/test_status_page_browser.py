@@ -240,8 +240,8 @@ class StatusPageBrowserTests(TestCase):
             await browser.evaluate("document.getElementById('offline-banner').hidden")
         )
 
-    async def test_network_text_is_never_markup(self) -> None:
-        """Ids, host names and advertisements from other nodes are shown as text."""
+    async def test_network_values_shown_as_they_are(self) -> None:
+        """Values from other nodes are text, never markup; claims and gaps are named."""
         cluster, api, server, browser = await self.open_page(start_pushing=False)
         evil = '<img src=x onerror="window.pwned=1">'
         original = cluster.document
@@ -251,6 +251,8 @@ class StatusPageBrowserTests(TestCase):
             doc["members"][0]["advertisement"] = {"note": evil}
             doc["members"][0]["hostName"] = evil
             doc["cluster"] = "<b>bold</b>"
+            doc["members"][1]["isMaster"] = True
+            doc["members"][1]["lastSeen"] = None
             return doc
 
         api.provider = document
@@ -262,10 +264,15 @@ class StatusPageBrowserTests(TestCase):
             await browser.evaluate("document.querySelectorAll('img, b').length"), 0
         )
         self.assertIsNone(await browser.evaluate("window.pwned"))
-        self.assertIn(
-            evil,
-            await browser.evaluate("document.getElementById('nodes-body').innerText"),
+        table = await browser.evaluate(
+            "document.getElementById('nodes-body').innerText"
         )
+        self.assertIn(evil, table)
+        # A node that says it is master, but is not the one this node agreed on, is
+        # not starred: it is named as claiming it.
+        self.assertIn("claims master", table)
+        self.assertIn("no hello yet", table)
+        self.assertEqual(await browser.evaluate(f"{MASTERS}.length"), 1)
         self.assertEqual(browser.console, [])
 
     def assert_png(self, path: str) -> None:

@@ -100,7 +100,10 @@
     }
     for (const n of all) {
       n.id = text(n.id);
-      n.master = n.isMaster === true || (doc.master !== null && doc.master !== undefined && n.id === text(doc.master));
+      // The star follows the master this node agreed on; a node that says it is
+      // master without being that one is named as claiming it.
+      n.master = "master" in doc ? doc.master !== null && n.id === text(doc.master) : n.isMaster === true;
+      n.claims = n.isMaster === true && !n.master;
       n.late = !n.me && typeof n.lastSeen === "number" && n.lastSeen > LATE_S;
     }
     all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -109,6 +112,7 @@
 
   function role(n) {
     if (n.master) return "master";
+    if (n.claims) return "claims master";
     return n.isMasterEligible === false ? "member, not eligible" : "member";
   }
 
@@ -117,6 +121,7 @@
       const up = typeof n.startedAt === "number" && typeof doc.now === "number" ? doc.now - n.startedAt : NaN;
       return isFinite(up) ? "up " + duration(up) : "this node";
     }
+    if (typeof n.lastSeen !== "number") return "no hello yet";
     return n.late ? "no hello for " + duration(n.lastSeen) : "hello " + duration(n.lastSeen) + " ago";
   }
 
@@ -208,7 +213,9 @@
       li.querySelector(".name").title = n.id;
       li.querySelector(".addr").textContent = address(n);
       li.querySelector(".meta").textContent =
-        "weight " + text(n.weight) + " · " + (n.isMasterEligible === false ? "not eligible" : "eligible");
+        "weight " + text(n.weight) + " · " +
+        (n.claims ? "claims master" : n.isMasterEligible === false ? "not eligible" : "eligible");
+      li.dataset.claims = String(n.claims);
       li.querySelector(".seen").textContent = heard(n, doc);
       const adv = advertisement(n.advertisement);
       li.querySelector(".adv").textContent = clip(adv, 44);
@@ -295,7 +302,8 @@
       name.append(el("span", "mono", n.id));
       if (n.me) name.append(" ", el("span", "badge badge-me", "me"));
       const roleCell = el("td", "cell-role", (n.master ? "★ " : "") + role(n));
-      const seen = el("td", "cell-seen" + (n.late ? " late" : ""), n.me ? "—" : duration(n.lastSeen) + " ago");
+      const ago = typeof n.lastSeen === "number" ? duration(n.lastSeen) + " ago" : "no hello yet";
+      const seen = el("td", "cell-seen" + (n.late ? " late" : ""), n.me ? "—" : ago);
       tr.append(
         name,
         roleCell,
