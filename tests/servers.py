@@ -32,6 +32,7 @@ start it on first use and stop it at exit. Do not stop a shared instance.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -55,6 +56,7 @@ from tests.requirements import require_binary
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.05
+_PR_SET_PDEATHSIG = 1
 
 _live: set[_ManagedProcess] = set()
 _live_lock = threading.Lock()
@@ -90,6 +92,19 @@ def _answers(url: str, ok: Callable[[int], bool]) -> bool:
         return ok(error.code)
     except (OSError, ValueError):
         return False
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, even by SIGKILL (Linux).
+
+    The kernel ties this to the thread that forked, so it is only used for servers
+    started from the main thread; atexit covers every other way out.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _state(url: str) -> str | None:
@@ -149,6 +164,7 @@ class _ManagedProcess:
         """Start the process without waiting for it to answer."""
         if self.running:
             raise RuntimeError(f"{self.label} is already running")
+        in_main_thread = threading.current_thread() is threading.main_thread()
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self._argv(),
@@ -157,6 +173,7 @@ class _ManagedProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if in_main_thread else None,
             )
         with _live_lock:
             _live.add(self)
@@ -169,20 +186,26 @@ class _ManagedProcess:
             process = self._process
             if process is None or process.poll() is not None:
                 code = None if process is None else process.returncode
-                self.terminate()
+                output = self._give_up()
                 raise ServerStartError(
                     f"{self.label} exited (code {code}) before answering {url}; "
-                    f"command {self._argv()!r}; output:\n{self.output()[-4000:]}"
+                    f"command {self._argv()!r}; output:\n{output}"
                 )
             if _answers(url, self._is_ready):
                 return
             if time.monotonic() > deadline:
-                self.terminate()
+                output = self._give_up()
                 raise ServerStartError(
                     f"{self.label} did not answer {url} within {timeout:.0f}s; "
-                    f"command {self._argv()!r}; output:\n{self.output()[-4000:]}"
+                    f"command {self._argv()!r}; output:\n{output}"
                 )
             time.sleep(_POLL_INTERVAL)
+
+    def _give_up(self) -> str:
+        """Stop a process that failed to start, remove its files, return its output."""
+        output = self.output()[-4000:]
+        self.stop()
+        return output
 
     def start(self) -> Self:
         """Start the process and wait until it answers; return C{self}."""
