@@ -1,0 +1,422 @@
+# -*- test-case-name: tests.test_node,tests.test_cluster_integration -*-
+"""ClusterNode: the registry, the UDP hellos and the election, wired as one service.
+
+The node binds its UDP socket first (so it knows the port it registers), then writes
+its record to the registry, which lists and watches the members directory. Every
+peer the registry announces becomes a hello destination and gets a hello at once;
+every registry view goes to the election (L{Membership.registry_view}), which is what
+lets a registry-only cluster elect before node-discover's first check. A clean stop
+sends the leave hellos and a goodbye, then deletes the record.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from attrs import asdict, define, evolve, field
+from twisted.application.internet import UDPServer
+from twisted.application.service import MultiService
+from twisted.application.strports import service as stream_service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from twistednode.etcdv2 import EtcdV2Backend, EtcdV2Client
+from twistednode.hello import HelloProtocol
+from twistednode.legacykey import LegacyKey
+from twistednode.membership import (
+    Added,
+    Demotion,
+    MasterSeen,
+    Member,
+    Membership,
+    MembershipEvent,
+    Promotion,
+    Removed,
+)
+from twistednode.record import MemberRecord
+from twistednode.registry import Registry, RemovalReason, local_address_towards
+from twistednode.settings import Settings
+from twistednode.status import StatusAPI, StatusDocument
+from twistednode.wire import PROCESS_PID, Envelope
+
+EventName = Literal["added", "removed", "master", "promotion", "demotion"]
+EVENT_NAMES: tuple[EventName, ...] = (
+    "added",
+    "removed",
+    "master",
+    "promotion",
+    "demotion",
+)
+_EVENT_TYPES: dict[type, EventName] = {
+    Added: "added",
+    Removed: "removed",
+    MasterSeen: "master",
+    Promotion: "promotion",
+    Demotion: "demotion",
+}
+
+Observer = Callable[[MembershipEvent], None]
+ChannelHandler = Callable[[object, Envelope, tuple[str, int]], None]
+
+
+def default_host_name() -> str:
+    """node-discover's choice: C{DISCOVERY_HOSTNAME}, else the OS host name."""
+    return os.environ.get("DISCOVERY_HOSTNAME") or socket.gethostname()
+
+
+@define(eq=False)
+class ClusterNode(MultiService):
+    """One node of a cluster, for embedding in a Twisted application.
+
+    @ivar reactor: the reactor (UDP, TCP, time); tests pass their own.
+    @ivar settings: the discovery settings (intervals, weight, client, key).
+    @ivar etcd_urls: the registry's URLs, in fail-over order; empty runs on static
+        peers alone (node-discover's unicast mode).
+    @ivar static_peers: C{(host, port)} destinations, port None = our UDP port.
+    @ivar udp_port: the UDP port (0 = any free port; the bound one is registered).
+    @ivar advertise: the address peers reach us at; default: the local address
+        this host uses to reach the registry.
+    @ivar http: an endpoint string for the status API and live page, or None.
+    @ivar pid: node-discover's per-process id; nodes sharing one are deaf to each
+        other (rule R4), so several nodes in one process need their own.
+    """
+
+    log = Logger()
+
+    reactor: Any
+    settings: Settings
+    cluster: str = "default"
+    etcd_urls: tuple[str, ...] = ()
+    static_peers: tuple[tuple[str, int | None], ...] = ()
+    udp_port: int = 12345
+    udp_interface: str = "0.0.0.0"
+    advertise: str | None = None
+    advertisement: object = None
+    ttl: int = 10
+    http: str | None = None
+    node_id: str = field(factory=lambda: str(uuid.uuid4()))
+    host_name: str = field(factory=default_host_name)
+    started_at: float = field(default=0.0)
+    check_step: float = 0.1
+    pid: str = PROCESS_PID
+
+    _membership: Membership = field(init=False)
+    _hello: HelloProtocol = field(init=False)
+    _registry: Registry | None = field(default=None, init=False)
+    _status: StatusAPI | None = field(default=None, init=False)
+    _observers: dict[EventName, list[Observer]] = field(init=False)
+    _registry_peers: dict[str, tuple[str, int]] = field(factory=dict, init=False)
+    _static: set[tuple[str, int]] = field(factory=set, init=False)
+    _address: str = field(default="127.0.0.1", init=False)
+
+    def __attrs_post_init__(self) -> None:
+        MultiService.__init__(self)
+        if not self.started_at:
+            self.started_at = self.reactor.seconds()
+        self._observers = {name: [] for name in EVENT_NAMES}
+        self._membership = Membership(
+            iid=self.node_id,
+            settings=self.settings,
+            started_at=self.reactor.seconds(),
+            static_peers=bool(self.static_peers),
+        )
+        key = (
+            None
+            if self.settings.key is None
+            else LegacyKey.from_password(self.settings.key)
+        )
+        self._hello = HelloProtocol(
+            membership=self._membership,
+            clock=self.reactor,
+            pid=self.pid,
+            host_name=self.host_name,
+            key=key,
+            observer=self._on_event,
+            check_step=self.check_step,
+        )
+        if self.advertisement is not None:
+            self._membership.set_advertisement(self.advertisement)
+        UDPServer(
+            self.udp_port,
+            self._hello,
+            interface=self.udp_interface,
+            maxPacketSize=65535,
+            reactor=self.reactor,
+        ).setServiceParent(self)
+        if self.etcd_urls:
+            client = EtcdV2Client(self.reactor, self.etcd_urls)
+            self._registry = Registry(
+                backend=EtcdV2Backend(client),
+                cluster=self.cluster,
+                listener=self,
+                clock=self.reactor,
+                ttl=self.ttl,
+            )
+            self._registry.setServiceParent(self)
+        if self.http is not None:
+            self._status = StatusAPI(provider=self.status_document, clock=self.reactor)
+            site = Site(self._status.resource())
+            stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)
+
+    # -- what an application reads -------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """This node's id (its node-discover iid)."""
+        return self.node_id
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The other nodes this node has heard, as frozen values."""
+        return self._membership.members
+
+    @property
+    def master(self) -> str | None:
+        """The id of the master as this node sees it (possibly itself), or None."""
+        return self._membership.master
+
+    @property
+    def is_master(self) -> bool:
+        """Whether this node is master now."""
+        return self._membership.is_master
+
+    @property
+    def address(self) -> str:
+        """The address this node advertises."""
+        return self._address
+
+    @property
+    def port(self) -> int | None:
+        """The bound UDP port, once running."""
+        transport = self._hello.transport
+        return None if transport is None else int(transport.getHost().port)
+
+    @property
+    def registry(self) -> Registry | None:
+        """The registry service, or None when running on static peers alone."""
+        return self._registry
+
+    def on(self, event: EventName, observer: Observer) -> Callable[[], None]:
+        """Call C{observer(event)} on added, removed, master, promotion or demotion.
+
+        Returns a function that removes the observer.
+        """
+        if event not in self._observers:
+            raise ValueError(f"unknown event {event!r}; expected one of {EVENT_NAMES}")
+        self._observers[event].append(observer)
+        return lambda: self._observers[event].remove(observer)
+
+    def publish(self, channel: str, payload: object) -> None:
+        """Send C{payload} to every peer on C{channel} (fire and forget)."""
+        self._hello.publish(channel, payload)
+
+    def subscribe(self, channel: str, handler: ChannelHandler) -> Callable[[], None]:
+        """Call C{handler(payload, envelope, source)} for messages on C{channel}."""
+        return self._hello.subscribe(channel, handler)
+
+    def set_advertisement(self, value: object) -> None:
+        """Change what this node advertises, in its hellos and its registry record."""
+        self._hello.set_advertisement(value)
+        self.advertisement = value
+        if self._registry is not None and self._registry.record is not None:
+            self._registry.set_record(
+                evolve(self._registry.record, advertisement=value)
+            )
+        self._changed()
+
+    def promote(self) -> None:
+        """Become master now (node-discover's manual C{promote()})."""
+        self._hello.promote()
+
+    def demote(self, permanent: bool = False) -> None:
+        """Stop being master (permanently: never eligible again)."""
+        self._hello.demote(permanent)
+
+    # -- service -----------------------------------------------------------------
+
+    def startService(self) -> None:
+        # Static peers first, so that the hello sent at bind already reaches them;
+        # "HOST" alone means our own port, known only after binding to port 0.
+        later = []
+        for host, port in self.static_peers:
+            if port is None and self.udp_port == 0:
+                later.append(host)
+            else:
+                self._add_static((host, self.udp_port if port is None else port))
+        MultiService.startService(self)
+        for host in later:
+            assert self.port is not None
+            self._add_static((host, self.port))
+            self._hello.hello_to((host, self.port))
+        self._address = self._choose_address()
+        if self._registry is not None:
+            self._registry.set_record(self._record())
+        if self._status is not None:
+            self._status.start()
+        self.log.info(
+            "node {node_id} of cluster {cluster} on {address}:{port} (udp), "
+            "registry {registry}",
+            node_id=self.node_id,
+            cluster=self.cluster,
+            address=self._address,
+            port=self.port,
+            registry=",".join(self.etcd_urls) or "none",
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """Leave cleanly: leave hellos and goodbye, then delete the record."""
+        if self._hello.transport is not None:
+            self._hello.leave()
+        if self._status is not None:
+            self._status.stop()
+        return maybeDeferred(MultiService.stopService, self)
+
+    def _add_static(self, destination: tuple[str, int]) -> None:
+        self._static.add(destination)
+        self._hello.add_destination(*destination, source="static")
+
+    def _choose_address(self) -> str:
+        if self.advertise is not None:
+            return self.advertise
+        if self.udp_interface not in ("0.0.0.0", "", "::"):
+            return self.udp_interface
+        if self.etcd_urls:
+            try:
+                return local_address_towards(self.etcd_urls[0])
+            except ValueError as e:
+                self.log.warn(
+                    "cannot tell the local address towards {url}: {error}; "
+                    "advertising 127.0.0.1 (use --advertise)",
+                    url=self.etcd_urls[0],
+                    error=str(e),
+                )
+        return "127.0.0.1"
+
+    def _record(self) -> MemberRecord:
+        return MemberRecord(
+            id=self.node_id,
+            address=self._address,
+            port=self.port or self.udp_port,
+            host_name=self.host_name,
+            weight=self.settings.weight,
+            advertisement=self.advertisement,
+            started_at=self.started_at,
+        )
+
+    # -- what the registry tells us (RegistryListener) -----------------------------
+
+    def peer_added(self, record: MemberRecord, created_index: int) -> None:
+        destination = (record.address, record.port)
+        self._registry_peers[record.id] = destination
+        self._hello.add_destination(*destination, source="registry")
+        self._hello.hello_to(destination)
+        self._changed()
+
+    def peer_changed(self, record: MemberRecord) -> None:
+        old = self._registry_peers.get(record.id)
+        new = (record.address, record.port)
+        if old == new:
+            return
+        if old is not None:
+            self._hello.remove_destination(*old, source="registry")
+        self._registry_peers[record.id] = new
+        self._hello.add_destination(*new, source="registry")
+        self._hello.hello_to(new)
+
+    def peer_removed(self, record_id: str, reason: RemovalReason) -> None:
+        destination = self._registry_peers.pop(record_id, None)
+        if destination is not None:
+            self._hello.remove_destination(*destination, source="registry")
+        if reason == "deleted":
+            now = self.reactor.seconds()
+            self._hello._apply(self._membership.peer_left(now, record_id))
+        self._changed()
+
+    def view_changed(
+        self, members: Mapping[str, int], view_index: int, own_index: int | None
+    ) -> None:
+        now = self.reactor.seconds()
+        self._hello._apply(
+            self._membership.registry_view(now, members, view_index, own_index)
+        )
+
+    # -- events --------------------------------------------------------------------
+
+    def _on_event(self, event: MembershipEvent) -> None:
+        name = _EVENT_TYPES.get(type(event))
+        if name is None:
+            return
+        if name in ("promotion", "demotion"):
+            self.log.info("{event}: node {node_id}", event=name, node_id=self.node_id)
+        for observer in list(self._observers[name]):
+            try:
+                observer(event)
+            except Exception:
+                self.log.failure("observer failed on {event}", event=name)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._status is not None:
+            self._status.changed()
+
+    # -- status ---------------------------------------------------------------------
+
+    def status_document(self) -> StatusDocument:
+        """The document C{GET /status} serves and the live page draws."""
+        now = self.reactor.seconds()
+        me = self._membership.me()
+        registry: dict[str, Any] = {"state": "disabled", "api": None, "url": None}
+        if self._registry is not None:
+            registry = {
+                "state": self._registry.state,
+                "api": "v2",
+                "url": self._registry.endpoint,
+                "counters": asdict(self._registry.stats),
+                "lastError": self._registry.last_error,
+            }
+        registry["cluster"] = self.cluster
+        return {
+            "cluster": self.cluster,
+            "now": now,
+            "self": {
+                "id": self.node_id,
+                "address": self._address,
+                "port": self.port,
+                "isMaster": self.is_master,
+                "isMasterEligible": self._membership.is_master_eligible,
+                "weight": self.settings.weight,
+                "hostName": self.host_name,
+                "advertisement": me.get("advertisement"),
+                "startedAt": self.started_at,
+            },
+            "master": self.master,
+            "members": [
+                {
+                    "id": m.id,
+                    "address": m.address,
+                    "port": m.port,
+                    "isMaster": m.is_master,
+                    "isMasterEligible": m.is_master_eligible,
+                    "weight": m.weight,
+                    "hostName": m.host_name,
+                    "lastSeen": round(max(0.0, now - m.last_seen), 3),
+                    "advertisement": m.advertisement,
+                    "source": self._source_of(m),
+                }
+                for m in self.members
+            ],
+            "registry": registry,
+            "dropped": dict(self._membership.dropped),
+        }
+
+    def _source_of(self, member: Member) -> str:
+        if member.id in self._registry_peers:
+            return "registry"
+        if (member.address, member.port) in self._static:
+            return "static"
+        return "learned"

@@ -1,0 +1,221 @@
+# -*- test-case-name: tests.test_clusternode_tap -*-
+"""``twistd -n clusternode``: command-line options and the service they build."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from twistednode.settings import Settings, make_settings
+
+DEFAULT_ETCD = "http://127.0.0.1:2379"
+
+
+def _parse_peer(text: str) -> tuple[str, int | None]:
+    """Parse ``HOST`` or ``HOST:PORT``, as in node-discover's unicast list."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep:
+        host, port_text = port_text, ""
+    if not host or any(c.isspace() for c in host):
+        raise usage.UsageError(f"--peer {text!r}: expected HOST or HOST:PORT")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise usage.UsageError(f"--peer {text!r}: port must be 1-65535")
+    return host, int(port_text)
+
+
+def _positive_seconds(name: str) -> Any:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise usage.UsageError(
+                f"--{name} must be a number of seconds, not {text!r}"
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise usage.UsageError(f"--{name} must be a positive number of seconds")
+        return value
+
+    return convert
+
+
+class Options(usage.Options):
+    """Options of one cluster node; intervals are in seconds (node-discover uses ms)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run one node of a cluster: register in etcd (or minietcd), learn every peer "
+        "from the registry, exchange node-discover 1.2.1 UDP hellos with them and "
+        "elect exactly one master."
+    )
+    optFlags = [
+        [
+            "no-etcd",
+            None,
+            "Run on static --peer entries alone (node-discover unicast).",
+        ],
+        ["client", None, "Client only: never master-eligible, sends no hellos."],
+    ]
+    optParameters: list[list[Any]] = [
+        [
+            "etcd",
+            None,
+            DEFAULT_ETCD,
+            "etcd URL(s), comma-separated; fails over in order.",
+        ],
+        ["etcd-api", None, "auto", "Registry API: auto, v2 or v3."],
+        [
+            "cluster",
+            None,
+            "default",
+            "Cluster name (registry dir /twistednode/<name>).",
+        ],
+        ["udp-port", None, 12345, "UDP port for hellos (0 = any free port).", int],
+        ["udp-interface", None, "0.0.0.0", "Address to bind the UDP socket to."],
+        ["http", None, None, "Endpoint for the status API, e.g. tcp:8080."],
+        ["advertise", None, None, "Address peers use to reach this node."],
+        ["advertisement", None, None, "JSON value advertised to peers."],
+        [
+            "weight",
+            None,
+            None,
+            "Election weight (higher wins; default: older wins).",
+            float,
+        ],
+        ["masters-required", None, 1, "How many masters the cluster aims for.", int],
+        [
+            "hello-interval",
+            None,
+            None,
+            "Seconds between hellos [default: 1].",
+            _positive_seconds("hello-interval"),
+        ],
+        [
+            "check-interval",
+            None,
+            None,
+            "Seconds between election checks [default: 2].",
+            _positive_seconds("check-interval"),
+        ],
+        [
+            "node-timeout",
+            None,
+            None,
+            "Seconds of silence before a node is removed [default: 2].",
+            _positive_seconds("node-timeout"),
+        ],
+        [
+            "master-timeout",
+            None,
+            None,
+            "Seconds of silence before a master is removed (default: --node-timeout).",
+            _positive_seconds("master-timeout"),
+        ],
+        ["ttl", None, 10, "Registry record TTL in seconds.", int],
+        ["legacy-key", None, None, "node-discover 'key' (weak, legacy encryption)."],
+        ["node-id", None, None, "Node id (a UUID; default: a new random one)."],
+        ["etcd-cacert", None, None, "CA file to verify an https:// etcd."],
+        ["etcd-cert", None, None, "Client certificate file for etcd."],
+        ["etcd-key", None, None, "Client key file for etcd."],
+        ["etcd-user", None, None, "etcd v3 user:password."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["peers"] = []
+
+    def opt_peer(self, value: str) -> None:
+        """Add a static peer HOST[:PORT] (repeatable; port defaults to --udp-port)."""
+        self["peers"].append(_parse_peer(value))
+
+    def postOptions(self) -> None:
+        if self["etcd-api"] not in ("auto", "v2", "v3"):
+            raise usage.UsageError("--etcd-api must be auto, v2 or v3")
+        if not 0 <= self["udp-port"] <= 65535:
+            raise usage.UsageError("--udp-port must be 0-65535")
+        if self["ttl"] < 2:
+            raise usage.UsageError("--ttl must be at least 2 seconds")
+        if self["masters-required"] < 1:
+            raise usage.UsageError("--masters-required must be at least 1")
+        if self["weight"] is not None and not math.isfinite(self["weight"]):
+            raise usage.UsageError("--weight must be a finite number")
+        if self["no-etcd"]:
+            self["etcd-urls"] = []
+        else:
+            urls = [u.strip() for u in self["etcd"].split(",") if u.strip()]
+            for url in urls:
+                if not url.startswith(("http://", "https://")):
+                    raise usage.UsageError(
+                        f"--etcd {url!r}: expected http(s)://HOST:PORT"
+                    )
+            if not urls:
+                raise usage.UsageError("--etcd needs at least one URL (or --no-etcd)")
+            self["etcd-urls"] = urls
+        if self["no-etcd"] and not self["peers"]:
+            raise usage.UsageError("--no-etcd needs at least one --peer")
+        if self["advertisement"] is not None:
+            try:
+                self["advertisement"] = json.loads(self["advertisement"])
+            except ValueError as e:
+                raise usage.UsageError(f"--advertisement is not valid JSON: {e}") from e
+        if self["node-id"] is not None:
+            try:
+                self["node-id"] = str(uuid.UUID(self["node-id"]))
+            except ValueError:
+                raise usage.UsageError("--node-id must be a UUID") from None
+        if not self["cluster"] or "/" in self["cluster"]:
+            raise usage.UsageError("--cluster must be a non-empty name without '/'")
+        try:
+            settings_from_options(self, epoch_ms=0)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def settings_from_options(config: Mapping[str, Any], epoch_ms: int) -> Settings:
+    """The discovery settings the options ask for (ValueError if inconsistent)."""
+    return make_settings(
+        epoch_ms=epoch_ms,
+        hello_interval=config["hello-interval"],
+        check_interval=config["check-interval"],
+        node_timeout=config["node-timeout"],
+        master_timeout=config["master-timeout"],
+        masters_required=config["masters-required"],
+        weight=config["weight"],
+        client=bool(config["client"]),
+        key=config["legacy-key"],
+    )
+
+
+def makeService(config: Options, reactor: Any = None) -> IService:
+    """Build the node's service tree from parsed options."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    from twistednode.node import ClusterNode
+
+    settings = settings_from_options(config, epoch_ms=int(reactor.seconds() * 1000))
+    extra: dict[str, Any] = {}
+    if config["node-id"] is not None:
+        extra["node_id"] = config["node-id"]
+    return ClusterNode(
+        reactor=reactor,
+        settings=settings,
+        cluster=config["cluster"],
+        etcd_urls=tuple(config["etcd-urls"]),
+        static_peers=tuple(config["peers"]),
+        udp_port=config["udp-port"],
+        udp_interface=config["udp-interface"],
+        advertise=config["advertise"],
+        advertisement=config["advertisement"],
+        ttl=config["ttl"],
+        http=config["http"],
+        **extra,
+    )
