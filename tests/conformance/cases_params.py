@@ -183,3 +183,18 @@ def which_operations_advance_the_index(s: Side) -> None:
         if index != "0":
             s.check(index == str(s.idx(offset)), f"{method} {rel} {query}: {index}")
     s.keys("GET", "")
+
+
+@case("params")
+def integer_edge_forms(s: Side) -> None:
+    """Leading zeros are accepted; a sign or a value beyond 64 bits is rejected."""
+    r = s.keys("PUT", "k", {"ttl": "0100"}, form={"value": "v"})
+    s.expect(r, 201, node__ttl=100)
+    s.expect(s.keys("PUT", "k", {"ttl": "+5"}), 400, errorCode=202)
+    s.expect(s.keys("PUT", "k", {"ttl": str(2**64)}), 400, errorCode=202)
+    s.expect(s.keys("PUT", "k", {"prevIndex": str(2**64)}), 400, errorCode=203)
+    s.expect(s.keys("GET", "k", {"waitIndex": "+1", "wait": "true"}), 400)
+    # The largest uint64 is a valid prevIndex. Not compared: the normaliser would make
+    # it relative to each server's own base index.
+    r = s.keys("PUT", "k", {"prevIndex": str(2**64 - 1)}, compare=False)
+    s.expect(r, 412, errorCode=101, cause=f"[{2**64 - 1} != {s.idx(1)}]")

@@ -123,6 +123,19 @@ def unicode_and_escaped_json(s: Side) -> None:
 
 
 @case("write")
+def control_bytes_and_invalid_utf8(s: Side) -> None:
+    """NUL, tab, U+2028 and invalid UTF-8 survive a write as Go's JSON writes them."""
+    form = "value=a%00b%FF%FEc%E2%80%A8d%09e%0Af%7F"
+    r = s.keys("PUT", "v", form=form)
+    s.expect(r, 201, node__value="a\x00b\ufffd\ufffdc\u2028d\te\nf\x7f")
+    raw = b'"a\\u0000b\\ufffd\\ufffdc\\u2028d\\te\\nf\x7f"'
+    s.check(raw in r.body, f"escaping differs from Go's: {r.body!r}")
+    r = s.keys("PUT", "k%FFz", form={"value": "1"})
+    s.expect(r, 201, node__key=s.key("k\ufffdz"))
+    s.keys("GET", "", {"recursive": "true"})
+
+
+@case("write")
 def percent_decoding_of_key_paths(s: Side) -> None:
     """The path is percent-decoded: %20, %3F, %2F (a real separator); + and & stay."""
     s.expect(s.keys("PUT", "a%20b", form={"value": "1"}), 201, node__key=s.key("a b"))
