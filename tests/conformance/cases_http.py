@@ -9,6 +9,7 @@ CORS = {
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS, PUT, DELETE",
     "Access-Control-Allow-Headers": "accept, content-type, authorization",
 }
+NO_CORS = {name: None for name in CORS}
 KEYS_ALLOW = "HEAD,GET,PUT,POST,DELETE"
 PLAIN = "text/plain; charset=utf-8"
 FORM = "application/x-www-form-urlencoded"
@@ -44,7 +45,7 @@ def options_on_any_path(s: Side) -> None:
 @case("http")
 def keys_method_not_allowed(s: Side) -> None:
     """Other methods on /v2/keys are 405 with Allow and a plain-text body."""
-    for method in ("PATCH", "TRACE", "FOO"):
+    for method in ("PATCH", "TRACE", "FOO", "get"):
         r = s.keys(method, "k")
         s.expect(r, 405, headers={"Allow": KEYS_ALLOW, "Content-Type": PLAIN})
         s.check(r.body == b"Method Not Allowed\n", f"405 body {r.body!r}")
@@ -53,13 +54,15 @@ def keys_method_not_allowed(s: Side) -> None:
 
 @case("http")
 def info_endpoints_method_not_allowed(s: Side) -> None:
-    """/version and /v2/stats/* allow GET only, /v2/machines GET and HEAD."""
+    """/version, /v2/stats/* allow only GET; /v2/machines, /v2/members list theirs."""
     for target in ("/version", "/v2/stats/self", "/v2/stats/store", "/v2/stats/leader"):
         for method in ("HEAD", "POST", "PUT", "DELETE"):
             r = s.request(method, target)
             s.expect(r, 405, headers={"Allow": "GET", "Content-Type": PLAIN})
     r = s.request("POST", "/v2/machines")
     s.expect(r, 405, headers={"Allow": "GET,HEAD"})
+    r = s.request("HEAD", "/v2/members")
+    s.expect(r, 405, headers={"Allow": "GET,POST,DELETE,PUT"})
 
 
 @case("http")
@@ -98,6 +101,15 @@ def redirect_does_not_write(s: Side) -> None:
     r = s.request("HEAD", base + "//a")
     s.expect(r, 301, headers={"Location": base + "/a"})
     s.expect(s.keys("GET", "a"), 404, errorCode=100)
+
+
+@case("http")
+def bad_escape_in_path_is_400(s: Side) -> None:
+    """A bad %-escape in the path is Go's bare 400 Bad Request, without CORS headers."""
+    for method, target in (("GET", "/a%zz"), ("PUT", "/a%"), ("DELETE", "/%")):
+        r = s.request(method, s.path() + target)
+        s.expect(r, 400, headers={"Content-Type": PLAIN, **NO_CORS})
+        s.check(r.body == b"400 Bad Request", f"{target}: body {r.body!r}")
 
 
 @case("http")

@@ -49,6 +49,7 @@ def form_decoding(s: Side) -> None:
     r = s.keys("PUT", "b", form="value=%C3%A9+%26+%3D")
     s.expect(r, 201, node__value="\u00e9 & =")
     s.expect(s.keys("PUT", "c", form="other=1&value"), 201, node__value="")
+    s.expect(s.keys("PUT", "d", "=x&&value=1&"), 201, node__value="1")
 
 
 @case("params")

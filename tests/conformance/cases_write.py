@@ -216,6 +216,17 @@ def update_dir_changes_only_ttl(s: Side) -> None:
     s.expect(r, 200, action="update", prevNode__ttl=100)
 
 
+@case("write")
+def update_with_dir_flag_on_a_file(s: Side) -> None:
+    """dir=true&prevExist=true on a file updates it to an empty file, not a dir."""
+    s.keys("PUT", "f", form={"value": "1"})
+    r = s.keys("PUT", "f", {"dir": "true", "prevExist": "true"})
+    s.expect(r, 200, action="update", node__value="", prevNode__value="1")
+    r = s.keys("PUT", "f", {"dir": "true", "prevValue": "1"})
+    s.expect(r, 412, errorCode=101, cause="[1 != ]")
+    s.expect(s.keys("GET", "f"), 200, node__value="")
+
+
 # -- compareAndSwap ------------------------------------------------------------------
 
 
@@ -329,6 +340,15 @@ def post_in_order_dir_and_ttl(s: Side) -> None:
         s.keys("POST", "q", {"ttl": "100"}, form={"value": "t"}), 201, node__ttl=100
     )
     s.keys("GET", "q", {"sorted": "true", "recursive": "true"})
+
+
+@case("write")
+def post_ignores_prev_conditions(s: Side) -> None:
+    """POST is always a create: prevExist and prevValue are ignored."""
+    r = s.keys("POST", "q", {"prevExist": "true"}, form={"value": "1"})
+    s.expect(r, 201, action="create")
+    r = s.keys("POST", "q", {"prevValue": "zz", "prevIndex": "7"}, form={"value": "2"})
+    s.expect(r, 201, action="create", node__value="2")
 
 
 @case("write")
