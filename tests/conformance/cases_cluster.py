@@ -155,3 +155,19 @@ def stats_store_counts_watchers(s: Side) -> None:
     s.check(_stats(s)["watchers"] >= 1, "an open watch is not counted")
     s.keys("PUT", "k", form={"value": "1"})
     s.expect(watch.event(), 200, action="set")
+
+
+@case("cluster")
+def members_changes_are_refused_clearly(s: Side) -> None:
+    """Member changes with a bad content type or unknown id get etcd's JSON errors."""
+    r = s.request("POST", "/v2/members", form={"a": "b"})
+    message = (
+        "Bad Content-Type application/x-www-form-urlencoded, accept application/json"
+    )
+    s.expect(r, 415, message=message, headers={"Content-Type": JSON})
+    for ident in ("1234abcd", "xyz"):
+        r = s.request("DELETE", f"/v2/members/{ident}")
+        s.expect(r, 404, message=f"No such member: {ident}")
+    body = '{"peerURLs":["http://127.0.0.1:1"]}'
+    r = s.request("PUT", "/v2/members/1234abcd", body=body, content_type=JSON)
+    s.expect(r, 404, message="No such member: 1234abcd")

@@ -136,7 +136,7 @@ def ttl_on_dir(s: Side) -> None:
 
 @case("ttl", slow=True)
 def key_expiry_is_an_expire_event(s: Side) -> None:
-    """A ttl=1 key expires: its watcher gets an expire event, the index advances."""
+    """A ttl=1 key expires: watchers get an expire event (also from history)."""
     s.keys("PUT", "k", {"ttl": "1"}, form={"value": "v"})
     watch = s.watch("k", {"waitIndex": str(s.idx(2))})
     r = watch.event(EXPIRY_WAIT)
@@ -145,6 +145,8 @@ def key_expiry_is_an_expire_event(s: Side) -> None:
     s.check("value" not in body["node"], "expired node has a value")
     s.check(body["prevNode"].get("value") == "v", "prevNode lacks the value")
     s.expect(s.keys("GET", "k"), 404, errorCode=100, index=s.idx(2))
+    r = s.watch("k", {"waitIndex": str(s.idx(2))}).event()
+    s.expect(r, 200, action="expire", headers={"X-Etcd-Index": str(s.idx(2))})
 
 
 @case("ttl", slow=True)
