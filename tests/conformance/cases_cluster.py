@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from tests.conformance.runner import Side, case
 
 JSON = "application/json"
+WATCHER_DROP_TIMEOUT = 5.0
 PLAIN = "text/plain; charset=utf-8"
 NO_ETCD_HEADERS = {
     "X-Etcd-Index": None,
@@ -150,11 +152,19 @@ def stats_store_counts_operations(s: Side) -> None:
 
 @case("cluster")
 def stats_store_counts_watchers(s: Side) -> None:
-    """An open watch shows in the watchers gauge of /v2/stats/store."""
+    """Open watches show in the watchers gauge; a hung-up watch leaves it."""
+    before = _stats(s)["watchers"]
     watch = s.watch("k")
     s.check(_stats(s)["watchers"] >= 1, "an open watch is not counted")
     s.keys("PUT", "k", form={"value": "1"})
     s.expect(watch.event(), 200, action="set")
+    abandoned = s.watch("k")
+    s.check(_stats(s)["watchers"] >= 1, "an open watch is not counted")
+    abandoned.close()
+    deadline = time.monotonic() + WATCHER_DROP_TIMEOUT
+    while _stats(s)["watchers"] > before:
+        s.check(time.monotonic() < deadline, "a watch whose client left is kept")
+        time.sleep(0.02)
 
 
 @case("cluster")
