@@ -134,7 +134,7 @@ def ttl_on_dir(s: Side) -> None:
     s.keys("GET", "d", {"recursive": "true"})
 
 
-@case("ttl", slow=True)
+@case("ttl")
 def key_expiry_is_an_expire_event(s: Side) -> None:
     """A ttl=1 key expires: watchers get an expire event (also from history)."""
     s.keys("PUT", "k", {"ttl": "1"}, form={"value": "v"})
@@ -149,7 +149,7 @@ def key_expiry_is_an_expire_event(s: Side) -> None:
     s.expect(r, 200, action="expire", headers={"X-Etcd-Index": str(s.idx(2))})
 
 
-@case("ttl", slow=True)
+@case("ttl")
 def dir_expiry_reaches_watchers_inside(s: Side) -> None:
     """A ttl=1 dir expires with its subtree; watchers on keys inside get its event."""
     s.keys("PUT", "d", {"dir": "true", "ttl": "1"})

@@ -192,7 +192,7 @@ def watch_bad_wait_index(s: Side) -> None:
     s.expect(r, 400, errorCode=209, cause='invalid value for "wait"')
 
 
-@case("watch", slow=True)
+@case("watch")
 def watch_index_outside_history_window_is_401(s: Side) -> None:
     """Only the last 1000 events are kept: an older waitIndex is HTTP 400, error 401."""
     s.keys("PUT", "k", form={"value": "first"})

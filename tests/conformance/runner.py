@@ -23,11 +23,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
 from attrs import define, field, frozen
 
-from tests.conformance.http import DEFAULT_TIMEOUT, Connection, Response, exchange
+from tests.conformance.http import (
+    DEFAULT_TIMEOUT,
+    Connection,
+    ProtocolError,
+    Response,
+    exchange,
+)
 from tests.conformance.normalise import Context, normalise_response
 
 Params = Mapping[str, str] | Sequence[tuple[str, str]] | str | None
@@ -47,13 +53,12 @@ class Case:
     doc: str
     group: str
     run: Callable[[Side], None]
-    slow: bool = False
 
 
 CASES: list[Case] = []
 
 
-def case(group: str, *, slow: bool = False) -> Callable[[Callable[[Side], None]], Case]:
+def case(group: str) -> Callable[[Callable[[Side], None]], Case]:
     """Register the decorated function as a case in C{group}."""
 
     def register(func: Callable[[Side], None]) -> Case:
@@ -63,7 +68,7 @@ def case(group: str, *, slow: bool = False) -> Callable[[Callable[[Side], None]]
             raise ValueError(f"case {name} has no docstring")
         if any(existing.name == name for existing in CASES):
             raise ValueError(f"duplicate case name {name}")
-        registered = Case(name=name, doc=doc, group=group, run=func, slow=slow)
+        registered = Case(name=name, doc=doc, group=group, run=func)
         CASES.append(registered)
         return registered
 
@@ -89,7 +94,7 @@ def _names(params: Params) -> dict[str, str]:
         found: dict[str, str] = {}
         for part in text.split("&"):
             name, _, value = part.partition("=")
-            found.setdefault(name, value)
+            found.setdefault(unquote_plus(name), unquote_plus(value))
         return found
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
     found = {}
@@ -152,13 +157,14 @@ class Side:
         if index is None or not index.isdigit():
             raise ExpectationError(f"{self.kind}: no X-Etcd-Index on a 404: {response}")
         self.base = int(index)
-        self.exchanges[-1].normalised = self._normalise(
+        self.exchanges[-1].normalised = self.normalise(
             "GET", self.path(), response, Context(self.base, self.url)
         )
 
-    def _normalise(
+    def normalise(
         self, method: str, target: str, response: Response, ctx: Context
     ) -> dict[str, Any]:
+        """The comparable form of C{response}; a format error names this side."""
         path = target.split("?", 1)[0]
         try:
             return normalise_response(path, response, ctx)
@@ -210,7 +216,7 @@ class Side:
             prev_value=params.get("prevValue"),
             prev_index=params.get("prevIndex"),
         )
-        normalised = self._normalise(method, target, response, ctx)
+        normalised = self.normalise(method, target, response, ctx)
         self.exchanges.append(
             Exchange(f"{method} {target}", response, normalised, compare)
         )
@@ -228,7 +234,7 @@ class Side:
         encoded = _encode(query)
         if encoded:
             target += "&" + encoded
-        watch = Watch(self, target, _names(query).get("recursive", "") == "true")
+        watch = Watch(self, target)
         self.watches.append(watch)
         return watch
 
@@ -314,14 +320,14 @@ class Side:
         """
         try:
             exchange(self.host, self.port, "DELETE", self.path() + "?recursive=true")
-        except OSError:
+        except (OSError, ProtocolError):
             pass
 
 
 class Watch:
     """A long-poll whose headers arrived; its events are read one at a time."""
 
-    def __init__(self, side: Side, target: str, recursive: bool) -> None:
+    def __init__(self, side: Side, target: str) -> None:
         self.side = side
         self.target = target
         self.conn = Connection(side.host, side.port)
@@ -367,7 +373,7 @@ class Watch:
         response = Response(self.status, self.reason, self.headers, body, now, now)
         side = self.side
         ctx = Context(base=side.base, url=side.url)
-        normalised = side._normalise("GET", self.target, response, ctx)
+        normalised = side.normalise("GET", self.target, response, ctx)
         side.exchanges.append(
             Exchange(
                 f"GET {self.target} (event {self.count})", response, normalised, compare
