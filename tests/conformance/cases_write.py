@@ -99,7 +99,7 @@ def root_is_read_only(s: Side) -> None:
 
 @case("write")
 def no_value_on_success(s: Side) -> None:
-    """noValueOnSuccess=true shrinks set/create/update/CAS answers to the action."""
+    """noValueOnSuccess=true shrinks set/create/update/CAS answers, not deletes."""
     q = {"noValueOnSuccess": "true"}
     s.expect(s.keys("PUT", "k", q, form={"value": "1"}), 201, action="set")
     r = s.keys("PUT", "k", {**q, "prevExist": "true"}, form={"value": "2"})
@@ -109,6 +109,8 @@ def no_value_on_success(s: Side) -> None:
     s.keys("PUT", "k", {**q, "prevValue": "nope"}, form={"value": "4"})
     s.keys("POST", "queue", q, form={"value": "1"})
     s.expect(s.keys("DELETE", "k", q), 200, action="delete", prevNode__value="3")
+    r = s.keys("DELETE", "c", {**q, "prevValue": "1"})
+    s.expect(r, 200, action="compareAndDelete", prevNode__value="1")
 
 
 @case("write")
