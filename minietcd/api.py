@@ -1,0 +1,575 @@
+# -*- test-case-name: tests.test_keys_api -*-
+"""etcd's v2 client HTTP API over a L{Store}: parse, call the store, render.
+
+One catch-all Klein route receives every request; the path and query are read
+from the raw request line, as Go's C{net/http} reads them, so percent-decoding,
+C{%2F}, path cleaning redirects and form parsing behave as in etcd 3.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from attrs import Factory, define, field
+from klein import Klein
+from klein.resource import KleinResource
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import Request
+from werkzeug.routing import BaseConverter
+
+from minietcd.cluster import (
+    Cluster,
+    hex_id,
+    machines_text,
+    message_json,
+    store_stats_json,
+    version_json,
+)
+from minietcd.errors import INVALID_FORM, RAFT_INTERNAL, EtcdError
+from minietcd.params import (
+    MAX_FORM_BYTES,
+    EscapeError,
+    KeyRequest,
+    clean_path,
+    escape_path,
+    media_type,
+    parse_form,
+    parse_key_request,
+    unescape,
+)
+from minietcd.render import error_json, event_json
+from minietcd.store import Event, Store, Watcher, to_ns
+
+#: Longest request target (path and query) answered; longer ones get 414.
+#: etcd's listener resets request lines over ~4 KiB; we allow twice that.
+MAX_URI_BYTES = 8192
+#: Largest request body read. Form bodies over Go's 10 MiB form limit get etcd's
+#: own 400/210 "http: POST too large"; any other body over it gets 413.
+MAX_BODY_BYTES = MAX_FORM_BYTES
+#: The raft term a freshly elected single etcd member reports.
+RAFT_TERM = b"2"
+#: The raft index a fresh etcd 3.4 member has applied before serving.
+START_RAFT_INDEX = 4
+
+_JSON = [b"application/json"]
+_TEXT = [b"text/plain; charset=utf-8"]
+_NOSNIFF = [b"nosniff"]
+_CORS = (
+    (b"Access-Control-Allow-Origin", [b"*"]),
+    (b"Access-Control-Allow-Methods", [b"POST, GET, OPTIONS, PUT, DELETE"]),
+    (b"Access-Control-Allow-Headers", [b"accept, content-type, authorization"]),
+)
+_KEYS_METHODS = frozenset({b"HEAD", b"GET", b"PUT", b"POST", b"DELETE"})
+_WRITES = frozenset({b"PUT", b"POST", b"DELETE"})
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class _Everything(BaseConverter):
+    """Match any path, slashes and emptiness included: the API routes itself."""
+
+    regex = ".*"
+    part_isolating = False
+
+
+class _KeysResource(KleinResource):
+    """Klein's resource, tolerant of paths that are not UTF-8.
+
+    Klein decodes its routing copy of the path (C{request.postpath}) as UTF-8 and
+    answers 400 otherwise; etcd keys may hold any bytes, and the API reads the raw
+    request line itself, so the routing copy is made decodable first.
+    """
+
+    def render(self, request: IRequest) -> Any:
+        postpath: list[bytes] = request.postpath  # type: ignore[attr-defined]
+        try:
+            for segment in postpath:
+                segment.decode("utf-8")
+        except UnicodeDecodeError:
+            request.postpath = [  # type: ignore[attr-defined]
+                segment.decode("utf-8", "replace").encode("utf-8")
+                for segment in postpath
+            ]
+        return super().render(request)
+
+
+class _Klein(Klein):
+    def resource(self) -> KleinResource:
+        return _KeysResource(self)
+
+
+def _html_escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
+
+
+@define(eq=False)
+class KeysAPI:
+    """The etcd v2 client API (keys, members, machines, stats, version, health).
+
+    C{resource()} is the Twisted resource to serve. TTL expiry is scheduled on
+    C{clock}; C{stop()} cancels that and ends open watches.
+    """
+
+    app: ClassVar[Klein] = _Klein()
+    app.url_map.converters["everything"] = _Everything
+    log: ClassVar[Logger] = Logger()
+
+    _clock: IReactorTime
+    store: Store = Factory(Store)
+    client_urls: list[str] = Factory(lambda: ["http://127.0.0.1:2379"])
+    name: str = "minietcd"
+    raft_index: int = field(init=False, default=START_RAFT_INDEX)
+    cluster: Cluster = field(init=False)
+    _cluster_id: list[bytes] = field(init=False)
+    _resource: IResource | None = field(init=False, default=None)
+    _sweep: IDelayedCall | None = field(init=False, default=None)
+    _watches: dict[Watcher, Deferred[bytes]] = field(init=False, factory=dict)
+    _last_event: Event | None = field(init=False, default=None)
+    _last_body: bytes = field(init=False, default=b"")
+
+    def __attrs_post_init__(self) -> None:
+        self.cluster = Cluster(self.name, to_ns(self._clock.seconds()))
+        self._cluster_id = [hex_id(self.cluster.cluster_id).encode("ascii")]
+        self.store.on_watcher_error = self._watcher_failed
+        self._schedule()
+
+    def resource(self) -> IResource:
+        """The resource serving this API (built once)."""
+        if self._resource is None:
+            self._resource = self.app.resource()
+        return self._resource
+
+    def stop(self) -> None:
+        """Cancel the expiry timer and end every open watch with an empty body."""
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        self._sweep = None
+        watches, self._watches = self._watches, {}
+        for watcher, done in watches.items():
+            watcher.cancel()
+            if not done.called:
+                done.callback(b"")
+
+    # -- routing -----------------------------------------------------------------
+
+    @app.route("/<everything:rest>", merge_slashes=False, strict_slashes=False)
+    def dispatch(self, request: Request, rest: str) -> Any:
+        """Answer any request, as etcd's client listener would."""
+        try:
+            return self._dispatch(request)
+        except Exception:
+            self.log.failure(
+                "unexpected error answering {method} {uri}",
+                method=request.method,
+                uri=request.uri,
+            )
+            error = EtcdError(RAFT_INTERNAL, "unexpected error, see the server log")
+            return self._error(request, error)
+
+    def _dispatch(self, request: Request) -> Any:
+        headers = request.responseHeaders
+        headers.removeHeader(b"server")
+        uri = request.uri
+        if len(uri) > MAX_URI_BYTES:
+            return self._error(
+                request,
+                EtcdError(
+                    INVALID_FORM,
+                    f"request URI too long ({len(uri)} > {MAX_URI_BYTES} bytes)",
+                ),
+                414,
+            )
+        raw_path, _, raw_query = uri.partition(b"?")
+        if not raw_path.startswith(b"/"):
+            # absolute-form ("http://host/path"): keep the path part.
+            after_scheme = raw_path.partition(b"//")[2]
+            raw_path = b"/" + after_scheme.partition(b"/")[2]
+        try:
+            path = unescape(raw_path, False)
+        except EscapeError:
+            # Go's server rejects the request line before any handler runs.
+            request.setResponseCode(400)
+            headers.setRawHeaders(b"Content-Type", _TEXT)
+            headers.setRawHeaders(b"Connection", [b"close"])
+            return self._body(request, b"400 Bad Request")
+        for name, value in _CORS:
+            headers.setRawHeaders(name, value)
+        method = request.method
+        if method == b"OPTIONS":
+            request.defaultContentType = None
+            return self._body(request, b"")
+        cleaned = clean_path(path)
+        if cleaned != path:
+            return self._redirect(request, cleaned, raw_query)
+        if path.startswith("/v2/keys") and (len(path) == 8 or path[8] == "/"):
+            return self._keys(request, method, path[8:], raw_query)
+        if path == "/v2/members" or path.startswith("/v2/members/"):
+            return self._members(request, method, path[12:])
+        handler = self._simple.get(path)
+        if handler is None:
+            return self._plain(request, 404, b"404 page not found\n")
+        allowed, render = handler
+        if method not in allowed:
+            return self._not_allowed(request, b",".join(allowed))
+        return render(self, request)
+
+    # -- keys --------------------------------------------------------------------
+
+    def _keys(self, request: Request, method: bytes, key: str, raw_query: bytes) -> Any:
+        if method not in _KEYS_METHODS:
+            return self._not_allowed(request, b"HEAD,GET,PUT,POST,DELETE")
+        request.responseHeaders.setRawHeaders(b"X-Etcd-Cluster-Id", self._cluster_id)
+        try:
+            req = parse_key_request(
+                method.decode("ascii"), self._form(request, method, raw_query)
+            )
+        except EtcdError as error:
+            return self._error(request, error)
+        except _BodyTooLarge as error:
+            return self._error(request, error.error, 413)
+        now = self._clock.seconds()
+        store = self.store
+        # etcd's v2 auth check reads a key that does not exist on every request.
+        store.stats.gets_fail += 1
+        try:
+            if method == b"GET" or method == b"HEAD":
+                if req.wait:
+                    return self._watch(request, key, req, now)
+                if req.quorum:
+                    self.raft_index += 1
+                event = store.get(key, now, recursive=req.recursive, sorted=req.sorted)
+            else:
+                self.raft_index += 1
+                try:
+                    event = self._write(method, key, req, now)
+                finally:
+                    self._schedule()
+        except EtcdError as error:
+            return self._error(request, error)
+        return self._event(request, event, req.no_value_on_success)
+
+    def _form(
+        self, request: Request, method: bytes, raw_query: bytes
+    ) -> dict[str, list[str]]:
+        body: bytes | None = None
+        content_type = request.getHeader(b"content-type")
+        content = request.content
+        size = _size(request)
+        if size > MAX_BODY_BYTES:
+            if method in (b"PUT", b"POST") and media_type(content_type) == _FORM_TYPE:
+                raise EtcdError(INVALID_FORM, "http: POST too large")
+            raise _BodyTooLarge(EtcdError(INVALID_FORM, "http: request body too large"))
+        if size and method in (b"PUT", b"POST") and content is not None:
+            content.seek(0)
+            body = content.read()
+        return parse_form(method.decode("ascii"), raw_query, content_type, body)
+
+    def _write(self, method: bytes, key: str, req: KeyRequest, now: float) -> Event:
+        store = self.store
+        if method == b"POST":
+            return store.create(
+                key, req.value, now, dir=req.dir, ttl=req.ttl, unique=True
+            )
+        if method == b"DELETE":
+            if req.prev_index or req.prev_value:
+                return store.compare_and_delete(
+                    key, now, prev_value=req.prev_value, prev_index=req.prev_index
+                )
+            return store.delete(key, now, dir=req.dir, recursive=req.recursive)
+        # PUT, as etcd's applierV2store.Put dispatches it.
+        if req.prev_exist is not None:
+            if not req.prev_exist:
+                return store.create(key, req.value, now, dir=req.dir, ttl=req.ttl)
+            if not req.prev_index and not req.prev_value:
+                return store.update(
+                    key, req.value, now, ttl=req.ttl, refresh=req.refresh
+                )
+        elif not req.prev_index and not req.prev_value:
+            return store.set(
+                key, req.value, now, dir=req.dir, ttl=req.ttl, refresh=req.refresh
+            )
+        return store.compare_and_swap(
+            key,
+            req.value,
+            now,
+            prev_value=req.prev_value,
+            prev_index=req.prev_index,
+            ttl=req.ttl,
+            refresh=req.refresh,
+        )
+
+    def _event(self, request: Request, event: Event, no_value: bool) -> bytes:
+        request.setResponseCode(201 if event.created else 200)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Content-Type", _JSON)
+        headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % event.etcd_index])
+        headers.setRawHeaders(b"X-Raft-Index", [b"%d" % self.raft_index])
+        headers.setRawHeaders(b"X-Raft-Term", [RAFT_TERM])
+        return self._body(request, event_json(event, no_value))
+
+    def _error(self, request: Request, error: EtcdError, status: int = 0) -> bytes:
+        request.setResponseCode(status or error.status)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Content-Type", _JSON)
+        headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % error.index])
+        return self._body(request, error_json(error))
+
+    # -- watches -----------------------------------------------------------------
+
+    def _watch(self, request: Request, key: str, req: KeyRequest, now: float) -> Any:
+        store = self.store
+        stream = req.stream
+        registered: list[Watcher] = []
+
+        def cancel(_: Deferred[bytes]) -> None:
+            for watcher in registered:
+                watcher.cancel()
+                self._watches.pop(watcher, None)
+
+        done: Deferred[bytes] = Deferred(cancel)
+
+        def deliver(event: Event) -> None:
+            body = self._rendered(event)
+            if stream:
+                request.write(body)
+                return
+            for watcher in registered:
+                self._watches.pop(watcher, None)
+            if not done.called:
+                done.callback(body)
+
+        try:
+            found = store.watch(
+                key, req.recursive, req.wait_index, now, deliver, stream=stream
+            )
+        except EtcdError as error:
+            return self._error(request, error)
+        request.setResponseCode(200)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Content-Type", _JSON)
+        headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % store.index])
+        headers.setRawHeaders(b"X-Raft-Index", [b"%d" % self.raft_index])
+        headers.setRawHeaders(b"X-Raft-Term", [RAFT_TERM])
+        if isinstance(found, Event):
+            if not stream:
+                return self._rendered(found)
+            # A stream goes on from a history hit with the events after it (etcd
+            # 3.4 stops delivering after the hit; that is a bug we do not copy).
+            while isinstance(found, Event):
+                request.write(self._rendered(found))
+                found = store.watch(
+                    key, req.recursive, found.index + 1, now, deliver, stream=True
+                )
+        registered.append(found)
+        self._watches[found] = done
+        request.write(b"")  # flush the status line and headers now, as etcd does
+        return done
+
+    def _rendered(self, event: Event) -> bytes:
+        """The JSON of C{event}, rendered once for all the watchers it reaches."""
+        if event is not self._last_event:
+            self._last_body = event_json(event)
+            self._last_event = event
+        return self._last_body
+
+    def _watcher_failed(self, error: BaseException) -> None:
+        self.log.failure(
+            "a watcher failed to take an event",
+            Failure(error, type(error), error.__traceback__),
+        )
+
+    # -- TTL expiry ----------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Arrange a sweep just after the next expiration (or none if none)."""
+        when = self.store.next_expiry()
+        call = self._sweep
+        if when is None:
+            if call is not None and call.active():
+                call.cancel()
+            self._sweep = None
+            return
+        when += 0.001
+        if call is not None and call.active():
+            if call.getTime() <= when:
+                return
+            call.cancel()
+        delay = max(0.0, when - self._clock.seconds())
+        self._sweep = self._clock.callLater(delay, self._run_sweep)
+
+    def _run_sweep(self) -> None:
+        self._sweep = None
+        with self.log.failuresHandled("while expiring keys"):
+            if self.store.expire(self._clock.seconds()):
+                self.raft_index += 1
+        self._schedule()
+
+    # -- the other endpoints -------------------------------------------------------
+
+    def _version(self, request: Request) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        return self._body(request, version_json())
+
+    def _health(self, request: Request) -> bytes:
+        # etcd's health check is a quorum read of the store root.
+        self.raft_index += 1
+        self.store.get("/", self._clock.seconds())
+        request.responseHeaders.setRawHeaders(b"Content-Type", _TEXT)
+        return self._body(request, b'{"health":"true"}')
+
+    def _machines(self, request: Request) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Content-Type", _TEXT)
+        return self._body(request, machines_text(self.client_urls))
+
+    def _stats_store(self, request: Request) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        store = self.store
+        return self._body(request, store_stats_json(store.stats, store.watcher_count))
+
+    def _stats_self(self, request: Request) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        now_ns = to_ns(self._clock.seconds())
+        return self._body(request, self.cluster.self_stats_json(now_ns))
+
+    def _stats_leader(self, request: Request) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        return self._body(request, self.cluster.leader_stats_json())
+
+    _simple: ClassVar[
+        dict[str, tuple[tuple[bytes, ...], Callable[[KeysAPI, Request], bytes]]]
+    ] = {
+        "/version": ((b"GET",), _version),
+        "/health": ((b"GET",), _health),
+        "/v2/machines": ((b"GET", b"HEAD"), _machines),
+        "/v2/stats/store": ((b"GET",), _stats_store),
+        "/v2/stats/self": ((b"GET",), _stats_self),
+        "/v2/stats/leader": ((b"GET",), _stats_leader),
+    }
+
+    def _members(self, request: Request, method: bytes, rest: str) -> bytes:
+        if method not in (b"GET", b"POST", b"DELETE", b"PUT"):
+            return self._not_allowed(request, b"GET,POST,DELETE,PUT")
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"X-Etcd-Cluster-Id", self._cluster_id)
+        rest = rest.removeprefix("/")
+        if method == b"GET":
+            if rest == "":
+                headers.setRawHeaders(b"Content-Type", _JSON)
+                return self._body(request, self.cluster.members_json(self.client_urls))
+            if rest == "leader":
+                headers.setRawHeaders(b"Content-Type", _JSON)
+                return self._body(request, self.cluster.leader_json(self.client_urls))
+            return self._message(request, 404, "Not found")
+        if method == b"POST":
+            return self._membership_change(request)
+        if rest == "":
+            return self._plain(request, 405, b"Method Not Allowed\n")
+        try:
+            wanted = int(rest, 16) if rest.isascii() and rest.isalnum() else -1
+        except ValueError:
+            wanted = -1
+        if wanted != self.cluster.member_id:
+            return self._message(request, 404, f"No such member: {rest}")
+        return self._membership_change(request)
+
+    def _membership_change(self, request: Request) -> bytes:
+        content_type = request.getHeader(b"content-type") or b""
+        if request.method != b"DELETE":
+            ctype = content_type.decode("latin-1")
+            if ";" in ctype:
+                ctype = ctype[: ctype.index(";")].strip().lower()
+            if ctype != "application/json":
+                return self._message(
+                    request, 415, f"Bad Content-Type {ctype}, accept application/json"
+                )
+        return self._message(
+            request,
+            501,
+            "minietcd is a single-member cluster: membership changes are not supported",
+        )
+
+    # -- plain responses -----------------------------------------------------------
+
+    def _message(self, request: Request, status: int, message: str) -> bytes:
+        request.setResponseCode(status)
+        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        return self._body(request, message_json(message))
+
+    def _plain(self, request: Request, status: int, text: bytes) -> bytes:
+        """Go's C{http.Error}."""
+        request.setResponseCode(status)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Content-Type", _TEXT)
+        headers.setRawHeaders(b"X-Content-Type-Options", _NOSNIFF)
+        return self._body(request, text)
+
+    def _not_allowed(self, request: Request, allowed: bytes) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Allow", [allowed])
+        return self._plain(request, 405, b"Method Not Allowed\n")
+
+    def _redirect(self, request: Request, cleaned: str, raw_query: bytes) -> bytes:
+        """Go's C{ServeMux} redirect to the clean path (301)."""
+        location = escape_path(cleaned)
+        if raw_query:
+            location += b"?" + raw_query
+        request.setResponseCode(301)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Location", [location])
+        if request.method in (b"GET", b"HEAD"):
+            headers.setRawHeaders(b"Content-Type", [b"text/html; charset=utf-8"])
+        else:
+            request.defaultContentType = None
+        body = b""
+        if request.method == b"GET":
+            href = _html_escape(location.decode("latin-1")).encode("latin-1")
+            body = b'<a href="' + href + b'">Moved Permanently</a>.\n\n'
+        return self._body(request, body)
+
+    def _body(self, request: Request, body: bytes) -> bytes:
+        request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
+        return body
+
+
+@define
+class _BodyTooLarge(Exception):
+    error: EtcdError
+
+
+def _size(request: Request) -> int:
+    """The request body's length, as received (see L{BoundedRequest})."""
+    if isinstance(request, BoundedRequest):
+        return request.received_length
+    content = request.content
+    if content is None:
+        return 0
+    content.seek(0, 2)
+    size: int = content.tell()
+    content.seek(0)
+    return size
+
+
+class BoundedRequest(Request):
+    """A request that stops buffering its body after L{MAX_BODY_BYTES}.
+
+    It keeps counting what arrives (C{received_length}) so the API can refuse it.
+    """
+
+    received_length = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        before = self.received_length
+        self.received_length = before + len(data)
+        if before >= MAX_BODY_BYTES + 1:
+            return
+        super().handleContentChunk(data[: MAX_BODY_BYTES + 1 - before])

@@ -1,0 +1,183 @@
+# -*- test-case-name: tests.test_minietcd_tap -*-
+"""C{twistd minietcd}: options and the service tree (listeners around one KeysAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, field
+from twisted.application.service import IServiceCollection, MultiService, Service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from minietcd.api import BoundedRequest, KeysAPI
+
+DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
+log = Logger()
+
+
+class Options(usage.Options):
+    """Command-line options of C{twistd minietcd}."""
+
+    synopsis = "[--listen ENDPOINT]... [--advertise-client-url URL] [--name NAME]"
+    longdesc = (
+        "Serve an etcd v2 compatible keys API (keys, directories, TTLs, watches) "
+        "from memory. Listeners are Twisted endpoint strings; ssl: endpoints serve "
+        "HTTPS."
+    )
+    optParameters = [
+        [
+            "advertise-client-url",
+            None,
+            None,
+            "The client URL reported by /v2/members and /v2/machines "
+            "[default: from the first listener, 0.0.0.0 and :: shown as 127.0.0.1]",
+        ],
+        ["name", None, "minietcd", "The member name."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """Listen on this endpoint (repeatable) [default: tcp:2379 on 127.0.0.1]."""
+        self["listen"].append(endpoint)
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        url = self["advertise-client-url"]
+        if url is not None and not url.startswith(("http://", "https://", "unix")):
+            raise usage.UsageError(
+                f"--advertise-client-url must be an http:// or https:// URL: {url!r}"
+            )
+
+
+def client_url(description: str, address: object) -> str | None:
+    """The URL clients use to reach a listener bound to C{address}."""
+    scheme = "https" if description.split(":", 1)[0].lower() == "ssl" else "http"
+    if isinstance(address, IPv4Address):
+        host = address.host if address.host != "0.0.0.0" else "127.0.0.1"
+    elif isinstance(address, IPv6Address):
+        host = f"[{address.host}]" if address.host not in ("::", "") else "127.0.0.1"
+    else:
+        return None
+    return f"{scheme}://{host}:{address.port}"
+
+
+@define(eq=False)
+class Listener(Service):
+    """Listen on one endpoint; tell C{api} its URL if it is the advertised one."""
+
+    endpoint: IStreamServerEndpoint
+    description: str
+    site: Site
+    api: KeysAPI
+    advertise: bool
+    port: IListeningPort | None = field(default=None, init=False)
+    _listening: Deferred[Any] | None = field(default=None, init=False)
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        listening = self.endpoint.listen(self.site)
+        self._listening = listening
+        failures: list[Failure] = []
+        listening.addCallbacks(self._listened, failures.append)
+        if failures:
+            # Let twistd report a port it cannot bind, and exit.
+            failures[0].raiseException()
+        listening.addErrback(
+            lambda failure: log.failure(
+                "minietcd cannot listen on {endpoint}",
+                failure,
+                endpoint=self.description,
+            )
+        )
+
+    def startService(self) -> None:
+        if self._listening is None:
+            self.privilegedStartService()
+        Service.startService(self)
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        address = port.getHost()
+        url = client_url(self.description, address)
+        if self.advertise and url is not None:
+            self.api.client_urls = [url]
+        log.info(
+            "minietcd listening on {url}",
+            url=url,
+            endpoint=self.description,
+            host=getattr(address, "host", None),
+            port=getattr(address, "port", None),
+        )
+        return port
+
+    def stopService(self) -> Deferred[None] | None:
+        Service.stopService(self)
+        listening, self._listening = self._listening, None
+        if listening is None:
+            return None
+        listening.cancel()
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        stopped: Deferred[None] = maybeDeferred(port.stopListening)  # type: ignore[call-overload]
+        return stopped
+
+
+@define(eq=False)
+class APIService(Service):
+    """Stops the API (expiry timer, open watches) when the server stops."""
+
+    api: KeysAPI
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        self.api.stop()
+
+
+class QuietSite(Site):
+    """A site without per-request access logging (etcd logs none either)."""
+
+    def log(self, request: object) -> None:
+        pass
+
+
+def makeService(config: Options, reactor: Any = None) -> MultiService:
+    """The minietcd service: one store and API behind every listener."""
+    if reactor is None:
+        from twisted.internet import reactor
+    clock: IReactorTime = reactor
+    advertised = config["advertise-client-url"]
+    api = KeysAPI(
+        clock=clock,
+        client_urls=[advertised] if advertised else ["http://127.0.0.1:2379"],
+        name=config["name"],
+    )
+    site = QuietSite(api.resource(), reactor=reactor)
+    site.requestFactory = BoundedRequest  # type: ignore[assignment]
+    parent = MultiService()
+    APIService(api).setServiceParent(parent)
+    for number, description in enumerate(config["listen"]):
+        listener = Listener(
+            serverFromString(reactor, description),
+            description,
+            site,
+            api,
+            advertise=(number == 0 and not advertised),
+        )
+        listener.setServiceParent(IServiceCollection(parent))
+    return parent
