@@ -25,17 +25,15 @@ from tests.conformance import (  # noqa: F401  (importing registers the cases)
     cases_watch,
     cases_write,
 )
-from tests.conformance.peers import candidate
+from tests.conformance.peers import candidate, reference
 from tests.conformance.runner import Case, all_cases, run_case
-from tests.servers import shared_real_etcd
 
 
 class _ConformanceTestCase(SynchronousTestCase):
     """Runs one registered case against real etcd and the candidate server."""
 
     def run_conformance(self, the_case: Case) -> None:
-        reference = shared_real_etcd()
-        run_case(the_case, reference.url, candidate())
+        run_case(the_case, reference().url, candidate())
 
 
 def _method(the_case: Case) -> Callable[[_ConformanceTestCase], None]:

@@ -1,10 +1,10 @@
 """Debian's etcdctl (C{ETCDCTL_API=2}) drives minietcd exactly as it drives real etcd.
 
-Every test runs the same commands against the shared real etcd and the shared minietcd,
-under a fresh key prefix, and asserts the same outputs and exit codes on both; that the
-expectations hold on real etcd shows they are etcd's. etcdctl first reads C{/v2/members}
-and then talks to the advertised client URLs, so these tests also check what minietcd
-advertises.
+Every test runs the same commands against the real etcd and the minietcd of the
+conformance suite (tests/conformance/peers.py), under a fresh key prefix that it removes
+afterwards, and asserts the same outputs and exit codes on both; that the expectations
+hold on real etcd shows they are etcd's. etcdctl first reads C{/v2/members} and then
+talks to the advertised client URLs, so these tests also check what minietcd advertises.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 
 from attrs import frozen
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.conformance.peers import candidate
+from tests.conformance.peers import candidate, reference
 from tests.requirements import require_binary
-from tests.servers import shared_real_etcd
 
 COMMAND_TIMEOUT = 20.0
 WATCH_REGISTER_TIMEOUT = 10.0
@@ -49,6 +49,19 @@ def _index(url: str) -> int:
         return int(response.headers["X-Etcd-Index"])
 
 
+def _delete_tree(url: str, key: str) -> None:
+    """Remove C{key} and everything below it (TTL keys would expire mid-case later)."""
+    request = urllib.request.Request(
+        f"{url}/v2/keys{key}?recursive=true", method="DELETE"
+    )
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except urllib.error.HTTPError as error:
+        error.close()
+        if error.code != 404:
+            raise
+
+
 def _watchers(url: str) -> int:
     """The watchers gauge of /v2/stats/store."""
     with urllib.request.urlopen(url + "/v2/stats/store", timeout=5) as response:
@@ -62,8 +75,10 @@ class EtcdctlTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.etcdctl = require_binary("etcdctl", "etcd-client")
         kind, url = candidate()
-        self.servers = {"etcd": shared_real_etcd().url, kind: url}
+        self.servers = {"etcd": reference().url, kind: url}
         self.prefix = f"/etcdctl-{uuid.uuid4().hex[:10]}"
+        for url in self.servers.values():
+            self.addCleanup(_delete_tree, url, self.prefix)
 
     def start(self, url: str, *args: str) -> subprocess.Popen[str]:
         """Start etcdctl against C{url} without waiting for it."""

@@ -1,4 +1,8 @@
-"""The server held against real etcd: minietcd, or a second etcd to check the suite.
+"""The servers the conformance and etcdctl tests compare, private to those tests.
+
+They are shared by every case in the test process but by no other test module: a
+background writer, or a key with a TTL left by another test, would move the global
+index in the middle of a case and break the index-relative comparison.
 
 C{TWISTEDNODE_CONFORMANCE_PEER=etcd} selects a second, independent real etcd whose index
 starts elsewhere than the first one's; every conformance and etcdctl test must pass
@@ -10,7 +14,7 @@ from __future__ import annotations
 import urllib.request
 
 from tests.conformance.runner import ETCD_PEER, candidate_kind
-from tests.servers import RealEtcd, shared_instance, shared_minietcd
+from tests.servers import MiniEtcdProcess, RealEtcd, shared_instance
 
 
 def _offset_real_etcd() -> RealEtcd:
@@ -30,9 +34,15 @@ def _offset_real_etcd() -> RealEtcd:
     return etcd
 
 
+def reference() -> RealEtcd:
+    """The real etcd every case runs against."""
+    return shared_instance("conformance-etcd", lambda: RealEtcd().start())
+
+
 def candidate() -> tuple[str, str]:
-    """The kind and URL of the shared server to compare with real etcd."""
+    """The kind and URL of the server compared with real etcd."""
     kind = candidate_kind()
     if kind == ETCD_PEER:
-        return kind, shared_instance("etcd-peer", _offset_real_etcd).url
-    return kind, shared_minietcd().url
+        return kind, shared_instance("conformance-etcd-peer", _offset_real_etcd).url
+    server = shared_instance("conformance-minietcd", lambda: MiniEtcdProcess().start())
+    return kind, server.url
