@@ -24,6 +24,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SHORT_ESCAPE = re.compile(r"\\([\\bf])")
 _SHORT_REPLACEMENT = {"\\": "\\\\", "b": "\\u0008", "f": "\\u000c"}
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_NO_VALUE_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -143,10 +144,10 @@ def node_dict(node: NodeView) -> dict[str, object]:
 
 
 def event_dict(event: Event, no_value: bool = False) -> dict[str, object]:
-    """The JSON object of an event; C{no_value} leaves out the nodes
-    (C{noValueOnSuccess=true})."""
+    """The JSON object of an event; C{no_value} (C{noValueOnSuccess=true}) leaves
+    out the nodes of set, create, update and compareAndSwap answers."""
     out: dict[str, object] = {"action": event.action}
-    if not no_value:
+    if not (no_value and event.action in _NO_VALUE_ACTIONS):
         out["node"] = node_dict(event.node)
         if event.prev_node is not None:
             out["prevNode"] = node_dict(event.prev_node)
