@@ -94,17 +94,25 @@ def _answers(url: str, ok: Callable[[int], bool]) -> bool:
         return False
 
 
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded here, not in the child: between fork and exec only async-safe work is wise.
+_LIBC = _load_libc()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGKILL when the test process dies, even by SIGKILL (Linux).
 
     The kernel ties this to the thread that forked, so it is only used for servers
     started from the main thread; atexit covers every other way out.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+    if _LIBC is not None and hasattr(_LIBC, "prctl"):
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _state(url: str) -> str | None:
