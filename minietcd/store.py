@@ -765,8 +765,8 @@ class Store:
         self, node: _Node, now_ns: int, listing: bool, recursive: bool, sort: bool
     ) -> NodeView:
         """etcd's C{Repr} (C{listing=False}) or C{loadInternalNode} (C{True})."""
-        root = self._make_view(node, now_ns)
-        if node.children is None or not (listing or recursive):
+        root = self._make_view(node, now_ns, listing or recursive)
+        if root.nodes is None:
             return root
         pending: list[tuple[_Node, NodeView]] = [(node, root)]
         while pending:
@@ -776,15 +776,16 @@ class Store:
             for child in parent.children.values():
                 if child.name.startswith("_"):
                     continue
-                child_view = self._make_view(child, now_ns)
+                child_view = self._make_view(child, now_ns, recursive)
                 kids.append(child_view)
-                if recursive and child.children:
+                if child_view.nodes is not None and child.children:
                     pending.append((child, child_view))
             if sort:
                 kids.sort(key=_view_key)
         return root
 
-    def _make_view(self, node: _Node, now_ns: int) -> NodeView:
+    def _make_view(self, node: _Node, now_ns: int, listed: bool = False) -> NodeView:
+        """One node; a directory gets a (still empty) C{nodes} list if C{listed}."""
         expiration = node.expire_ns
         ttl = 0 if expiration is None else ttl_at(expiration, now_ns)
         if node.children is None:
@@ -804,7 +805,7 @@ class Store:
             True,
             expiration,
             ttl,
-            [],
+            [] if listed else None,
             node.modified_index,
             node.created_index,
         )

@@ -1,0 +1,244 @@
+"""twistd minietcd: options, the service tree, listening, and one real-socket run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.application.service import IService, IServiceMaker
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.logger import capturedLogs
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from minietcd.api import BoundedRequest, KeysAPI
+from minietcd.tap import APIService, Listener, Options, client_url, makeService
+
+
+def options(*argv: str) -> Options:
+    config = Options()
+    config.parseOptions(list(argv))
+    return config
+
+
+def listeners(service: Any) -> list[Listener]:
+    return [child for child in service if isinstance(child, Listener)]
+
+
+def api_of(service: Any) -> KeysAPI:
+    [api_service] = [child for child in service if isinstance(child, APIService)]
+    return api_service.api
+
+
+class OptionsTests(SynchronousTestCase):
+    """Command-line parsing."""
+
+    def test_defaults(self) -> None:
+        """Without options: one listener on 127.0.0.1:2379, no advertised URL."""
+        config = options()
+        self.assertEqual(config["listen"], ["tcp:2379:interface=127.0.0.1"])
+        self.assertIsNone(config["advertise-client-url"])
+        self.assertEqual(config["name"], "minietcd")
+
+    def test_repeated_listen(self) -> None:
+        """--listen may be given several times, in order."""
+        config = options(
+            "--listen",
+            "tcp:0",
+            "--listen",
+            "tcp:4001:interface=\\:\\:1",
+            "--name",
+            "n1",
+        )
+        self.assertEqual(config["listen"], ["tcp:0", "tcp:4001:interface=\\:\\:1"])
+        self.assertEqual(config["name"], "n1")
+
+    def test_advertise_url(self) -> None:
+        """--advertise-client-url takes an http(s) URL and refuses anything else."""
+        self.assertEqual(
+            options("--advertise-client-url", "https://etcd.example:2379")[
+                "advertise-client-url"
+            ],
+            "https://etcd.example:2379",
+        )
+        self.assertRaises(
+            usage.UsageError, options, "--advertise-client-url", "etcd.example:2379"
+        )
+
+    def test_plugin(self) -> None:
+        """The twistd plugin is named minietcd and points at minietcd.tap."""
+        from twisted.plugins.minietcd_plugin import minietcd
+
+        self.assertTrue(IServiceMaker.providedBy(minietcd))
+        self.assertEqual(minietcd.tapname, "minietcd")
+        self.assertIs(minietcd.options, Options)
+
+
+class ClientURLTests(SynchronousTestCase):
+    """The URL derived from a bound address."""
+
+    def test_addresses(self) -> None:
+        """Any-addresses show as 127.0.0.1, IPv6 in brackets, ssl: as https."""
+        self.assertEqual(
+            client_url("tcp:0", IPv4Address("TCP", "0.0.0.0", 5)), "http://127.0.0.1:5"
+        )
+        self.assertEqual(
+            client_url("tcp:0", IPv4Address("TCP", "10.1.2.3", 5)), "http://10.1.2.3:5"
+        )
+        self.assertEqual(
+            client_url("tcp:0", IPv6Address("TCP", "::", 5)), "http://127.0.0.1:5"
+        )
+        self.assertEqual(
+            client_url("tcp6:0", IPv6Address("TCP", "::1", 5)), "http://[::1]:5"
+        )
+        self.assertEqual(
+            client_url("ssl:443:privateKey=k", IPv4Address("TCP", "127.0.0.1", 443)),
+            "https://127.0.0.1:443",
+        )
+        self.assertIsNone(client_url("unix:/tmp/s", UNIXAddress("/tmp/s")))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """The service tree on a memory reactor."""
+
+    def test_listens_on_the_endpoint(self) -> None:
+        """Starting the service listens where --listen says, with the API's site."""
+        reactor = MemoryReactorClock()
+        reactor.advance(1_700_000_000)
+        service = makeService(
+            options("--listen", "tcp:2399:interface=127.0.0.1"), reactor=reactor
+        )
+        with capturedLogs() as events:
+            service.startService()
+        [(port, site, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (2399, "127.0.0.1"))
+        self.assertIs(site.requestFactory, BoundedRequest)
+        api = api_of(service)
+        self.assertIs(site.resource, api.resource())
+        self.assertEqual(api.client_urls, ["http://127.0.0.1:2399"])
+        [logged] = [
+            e
+            for e in events
+            if e.get("log_format", "").startswith("minietcd listening")
+        ]
+        self.assertEqual(
+            (logged["url"], logged["port"]), ("http://127.0.0.1:2399", 2399)
+        )
+        self.successResultOf(defer.maybeDeferred(service.stopService))
+
+    def test_several_listeners_and_advertised_url(self) -> None:
+        """Every listener serves the same site; an advertised URL is kept as given."""
+        reactor = MemoryReactorClock()
+        config = options(
+            "--listen",
+            "tcp:1",
+            "--listen",
+            "tcp:2",
+            "--advertise-client-url",
+            "http://etcd:2379",
+        )
+        service = makeService(config, reactor=reactor)
+        service.startService()
+        self.assertEqual([server[0] for server in reactor.tcpServers], [1, 2])
+        self.assertIs(reactor.tcpServers[0][1], reactor.tcpServers[1][1])
+        self.assertEqual(api_of(service).client_urls, ["http://etcd:2379"])
+        self.successResultOf(defer.maybeDeferred(service.stopService))
+
+    def test_stop_cancels_the_expiry_timer(self) -> None:
+        """Stopping the service stops listening and cancels pending sweeps."""
+        reactor = MemoryReactorClock()
+        reactor.advance(1_700_000_000)
+        service = makeService(options("--listen", "tcp:1"), reactor=reactor)
+        service.startService()
+        api_of(service).store.set("/k", "v", reactor.seconds(), ttl=30)
+        api_of(service)._schedule()
+        self.assertEqual(len(reactor.getDelayedCalls()), 1)
+        self.successResultOf(defer.maybeDeferred(service.stopService))
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        self.assertFalse(IService(service).running)
+
+    def test_listen_failure_is_raised(self) -> None:
+        """A port that cannot be bound makes startService fail (twistd exits)."""
+        reactor = _FailingReactor(listenException=OSError("address in use"))
+        service = makeService(options("--listen", "tcp:1"), reactor=reactor)
+        self.assertRaises(OSError, service.startService)
+
+
+class _FailingReactor(RaisingMemoryReactor, Clock):
+    """A reactor with a clock whose listen calls fail."""
+
+    def __init__(self, listenException: Exception) -> None:
+        RaisingMemoryReactor.__init__(self, listenException=listenException)
+        Clock.__init__(self)
+
+
+class _Raw(Protocol):
+    """Sends one HTTP/1.0 request and collects the whole answer."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.data = b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.done.callback(self.data)
+
+
+class LiveServerTests(TestCase):
+    """One real loopback listener on port 0."""
+
+    @defer.inlineCallbacks
+    def test_port_zero_is_advertised_and_served(self) -> Any:
+        """With tcp:0 the bound port is advertised; raw HTTP gets etcd's headers."""
+        from twisted.internet import reactor
+
+        service = makeService(
+            options("--listen", "tcp:0:interface=127.0.0.1"), reactor=reactor
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        [listener] = listeners(service)
+        assert listener.port is not None
+        port = listener.port.getHost().port
+        self.assertNotEqual(port, 0)
+
+        def fetch(request: bytes) -> defer.Deferred[bytes]:
+            raw = _Raw(request)
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+            connected = connectProtocol(endpoint, raw)
+            return connected.addCallback(lambda _: raw.done)  # type: ignore[no-any-return]
+
+        members = yield fetch(b"GET /v2/members HTTP/1.0\r\n\r\n")
+        head, _, body = members.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200 OK"))
+        [member] = json.loads(body)["members"]
+        self.assertEqual(member["clientURLs"], [f"http://127.0.0.1:{port}"])
+
+        put = yield fetch(
+            b"PUT /v2/keys/k HTTP/1.0\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 7\r\n\r\nvalue=v"
+        )
+        self.assertTrue(put.startswith(b"HTTP/1.0 201 Created"))
+        answer = yield fetch(b"HEAD /v2/keys/k HTTP/1.0\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.assertEqual(body, b"")
+        self.assertIn(b"Content-Length: 84", lines)
+        self.assertIn(b"X-Etcd-Index: 4", lines)
+        self.assertFalse(
+            [line for line in lines if line.lower().startswith(b"server:")]
+        )
