@@ -8,14 +8,19 @@ from typing import Any, cast
 
 import attrs
 from attrs import define, field
+from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
 
+from minietcd.api import KeysAPI
 from tests.servers import shared_minietcd, shared_real_etcd
+from tests.test_etcdv2 import RefusingHosts
 from twistednode.backend import Change, Entry, Listing
-from twistednode.etcdv2 import EtcdV2Backend, EtcdV2Client
+from twistednode.etcdv2 import EtcdResult, EtcdV2Backend, EtcdV2Client, EtcdV2Error
 from twistednode.record import MemberRecord
 from twistednode.registry import (
     Member,
@@ -355,3 +360,400 @@ class MiniEtcdRegistryTests(RegistryIntegrationMixin, TestCase):
 
     def server_url(self) -> str:
         return self.minietcd.url
+
+
+class Tap(Resource):
+    """In front of minietcd's resource: records requests so a test can drop their
+    connections (etcd crashed), and can hold DELETEs or watches forever (hung)."""
+
+    isLeaf = True
+
+    def __init__(self, inner: IResource) -> None:
+        super().__init__()
+        self.inner = inner
+        self.requests: list[Request] = []
+        self.hold_deletes = False
+        self.hold_watches = False
+
+    def render(self, request: Request) -> bytes | int:
+        self.requests.append(request)
+        if self.hold_deletes and request.method == b"DELETE":
+            return NOT_DONE_YET
+        if self.hold_watches and b"wait=true" in request.uri:
+            return NOT_DONE_YET
+        return cast(bytes | int, self.inner.render(request))
+
+    def drop_connections(self) -> None:
+        for request in self.requests:
+            if not request.finished and request.transport is not None:
+                request.transport.loseConnection()
+
+
+class RegistryServiceTests(SynchronousTestCase):
+    """The registry over minietcd's KeysAPI through StubTreq, on a task.Clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        # etcd (and minietcd) ignore expirations before 2000: start at a real date.
+        self.clock.advance(1_764_165_000)
+        self.api = KeysAPI(self.clock)
+        self.addCleanup(self.api.stop)
+        self.stubs: list[StubTreq] = []
+        self.writer = self.client()
+        self.registries: list[Registry] = []
+        self.addCleanup(self.stop_all)
+
+    def client(self, resource: IResource | None = None) -> EtcdV2Client:
+        """A v2 client on its own StubTreq (so its traffic flushes only itself)."""
+        stub = StubTreq(resource or self.api.resource())
+        self.stubs.append(stub)
+        http = RefusingHosts(stub)
+        return EtcdV2Client(self.clock, ["http://etcd:2379"], http=http)
+
+    def registry(
+        self,
+        record: MemberRecord | None,
+        listener: Any = None,
+        client: EtcdV2Client | None = None,
+        **kwargs: Any,
+    ) -> tuple[Registry, RecordingListener]:
+        listener = listener or RecordingListener()
+        registry = Registry(
+            backend=EtcdV2Backend(client or self.client()),
+            cluster="c",
+            listener=listener,
+            clock=self.clock,
+            record=record,
+            random=lambda: 0.0,
+            **kwargs,
+        )
+        self.registries.append(registry)
+        return registry, listener
+
+    def stop_all(self) -> None:
+        for registry in self.registries:
+            if registry.running:
+                d = registry.stopService()
+                self.flush()
+                self.successResultOf(d)
+        self.flush()
+        self.assertEqual(self.api.store.watcher_count, 0, "a watch was left behind")
+
+    def flush(self) -> None:
+        for _ in range(3):
+            for stub in self.stubs:
+                stub.flush()
+
+    def run_for(self, seconds: float, step: float = 0.05) -> None:
+        """Let C{seconds} pass on the clock, delivering HTTP traffic as it goes."""
+        for _ in range(round(seconds / step)):
+            self.clock.advance(step)
+            self.flush()
+
+    def key(self, member_id: str) -> str:
+        return f"/twistednode/c/members/{member_id}"
+
+    def stored(self, member_id: str) -> EtcdResult | None:
+        """Our view of the key in the store (None if it is not there)."""
+        d = self.writer.get(self.key(member_id))
+        self.flush()
+        found: list[EtcdResult | None] = []
+        d.addCallbacks(
+            found.append, lambda f: found.append(f.trap(EtcdV2Error) and None)
+        )
+        return found[0]
+
+    def write(self, member_id: str, value: str, ttl: int | None = 10) -> int:
+        d = self.writer.set(self.key(member_id), value, ttl=ttl)
+        self.flush()
+        return self.successResultOf(d).node.modified_index
+
+    def remove(self, member_id: str) -> None:
+        self.successResultOf(self.writer.delete(self.key(member_id)))
+        self.flush()
+
+    def start(
+        self, record: MemberRecord, **kwargs: Any
+    ) -> tuple[Registry, RecordingListener]:
+        registry, listener = self.registry(record, **kwargs)
+        registry.startService()
+        self.flush()
+        self.assertEqual(registry.state, "watching")
+        return registry, listener
+
+    def test_registers_and_watches(self) -> None:
+        """Start writes our record with the TTL, lists, and reports our own index."""
+        registry, heard = self.start(rec(OWN))
+        stored = self.stored(OWN)
+        assert stored is not None
+        self.assertEqual(MemberRecord.from_json(stored.node.value or "", OWN), rec(OWN))
+        self.assertEqual(stored.node.ttl, 10)
+        own = registry.own_index
+        self.assertEqual(heard.views[-1], ({OWN: own}, heard.views[-1][1], own))
+        self.assertGreaterEqual(heard.views[-1][1], cast(int, own))
+        self.assertEqual(heard.events, [])
+        self.assertEqual(registry.endpoint, "http://etcd:2379")
+        self.assertEqual(registry.stats.lists, 1)
+
+    def test_refreshes_well_inside_ttl(self) -> None:
+        """The record is refreshed every ttl/3 and never expires or changes index."""
+        registry, heard = self.start(rec(OWN))
+        own = registry.own_index
+        for _ in range(12):
+            self.run_for(3.0)
+            stored = self.stored(OWN)
+            assert stored is not None
+            self.assertGreaterEqual(cast(int, stored.node.ttl), 6)
+        self.assertEqual(registry.own_index, own)
+        self.assertGreaterEqual(registry.stats.refreshes, 10)
+        self.assertEqual(registry.stats.recreations, 0)
+        self.assertEqual(heard.events, [])
+
+    def test_peer_join_seen_at_once(self) -> None:
+        """A peer's new record is reported without any clock advance."""
+        registry, heard = self.start(rec(OWN))
+        index = self.write(A, rec(A, 4100).to_json())
+        self.assertEqual(heard.events, [("added", A, index)])
+        self.assertEqual(registry.peers, {A: rec(A, 4100)})
+        self.assertEqual(heard.views[-1][0], {OWN: registry.own_index, A: index})
+        self.assertEqual(heard.views[-1][1], index)
+
+    def test_peer_deleted_removed_at_once(self) -> None:
+        """A peer's deleted record is reported as "deleted" at once."""
+        registry, heard = self.start(rec(OWN))
+        self.write(A, rec(A).to_json())
+        self.remove(A)
+        self.assertEqual(heard.events[-1], ("removed", A, "deleted"))
+        self.assertEqual(registry.peers, {})
+
+    def test_peer_expiry(self) -> None:
+        """A peer whose record's TTL runs out is reported as "expired"."""
+        registry, heard = self.start(rec(OWN))
+        self.write(A, rec(A).to_json(), ttl=2)
+        self.run_for(1.5)
+        self.assertIn(A, registry.peers)
+        self.run_for(1.0)
+        self.assertEqual(heard.events[-1], ("removed", A, "expired"))
+        self.assertEqual(set(registry.members()), {OWN})
+
+    def test_peer_changes(self) -> None:
+        """A peer rewriting its record is reported with the new record."""
+        registry, heard = self.start(rec(OWN))
+        self.write(A, rec(A).to_json())
+        self.write(A, rec(A, advertisement={"x": 1}).to_json())
+        self.assertEqual(heard.events[-1], ("changed", A, {"x": 1}))
+
+    def test_watch_gap_relists(self) -> None:
+        """After a 401 (over 1000 events missed) a re-list finds every change."""
+        self.write(A, rec(A).to_json())
+        registry, heard = self.start(rec(OWN))
+        # B's event fires the pending watch; the answer waits in the fake network
+        # while 1100 other writes push B's index out of etcd's history window.
+        d = self.writer.set(self.key(B), rec(B).to_json(), ttl=10)
+        self.stubs[0].flush()
+        self.successResultOf(d)
+        for n in range(1100):
+            self.api.store.set("/elsewhere", str(n), self.clock.seconds())
+        self.successResultOf(self.writer.delete(self.key(A)))
+        c = make_id(4)
+        self.successResultOf(self.writer.set(self.key(c), rec(c).to_json(), ttl=10))
+        self.stubs[0].flush()
+        self.flush()
+        self.assertEqual(set(registry.peers), {B, c})
+        self.assertEqual(
+            [e[:2] for e in heard.events],
+            [("added", A), ("added", B), ("removed", A), ("added", c)],
+        )
+        self.assertEqual(heard.events[2], ("removed", A, "vanished"))
+        self.assertEqual(registry.stats.watch_restarts, 1)
+        self.assertEqual(registry.stats.lists, 2)
+        self.assertEqual(registry.state, "watching")
+
+    def test_empty_watch_answer_relists(self) -> None:
+        """A watch ended by the server (empty 200) is followed by a re-list."""
+        registry, heard = self.start(rec(OWN))
+        self.api.stop()  # ends every open watch with an empty 200
+        self.write(A, rec(A).to_json())  # no watcher is registered for this one
+        self.flush()
+        self.assertEqual(heard.events, [("added", A, registry.members()[A])])
+        self.assertEqual(registry.stats.watch_restarts, 1)
+        self.write(B, rec(B).to_json())
+        self.assertEqual(heard.events[-1][:2], ("added", B))
+
+    def test_etcd_gone_and_back(self) -> None:
+        """Peers are kept while etcd is unreachable; the expired record comes back."""
+        tap = Tap(self.api.resource())
+        flaky = self.client(tap)
+        registry, heard = self.start(rec(OWN), client=flaky)
+        peer, heard_by_peer = self.start(rec(A))
+        self.flush()
+        self.assertEqual(set(registry.peers), {A})
+        own = registry.own_index
+
+        cast(RefusingHosts, flaky._http).down.add("etcd")
+        tap.drop_connections()
+        self.flush()
+        self.run_for(1.0)
+        self.assertEqual(registry.state, "unreachable")
+        self.assertIn("unreachable", registry.last_error or "")
+        self.run_for(12.0)
+        self.assertEqual(heard_by_peer.events[-1], ("removed", OWN, "expired"))
+        self.assertEqual(set(registry.peers), {A}, "the last known peers are kept")
+        self.assertEqual(registry.state, "unreachable")
+
+        cast(RefusingHosts, flaky._http).down.clear()
+        self.run_for(6.0)
+        self.assertEqual(registry.state, "watching")
+        self.assertEqual(registry.stats.recreations, 1)
+        self.assertIsNotNone(self.stored(OWN))
+        self.assertGreater(cast(int, registry.own_index), cast(int, own))
+        self.assertEqual(heard_by_peer.events[-1][:2], ("added", OWN))
+        self.assertEqual(heard.views[-1][2], registry.own_index)
+        self.assertGreater(registry.stats.errors, 0)
+
+    def test_own_record_deleted_is_recreated(self) -> None:
+        """Someone deleting our record makes us write it again at once."""
+        registry, heard = self.start(rec(OWN))
+        own = registry.own_index
+        self.remove(OWN)
+        self.flush()
+        self.assertIsNotNone(self.stored(OWN))
+        self.assertEqual(registry.stats.recreations, 1)
+        self.assertGreater(cast(int, registry.own_index), cast(int, own))
+        self.assertEqual(heard.views[-1][2], registry.own_index)
+        self.assertEqual(heard.events, [])
+
+    def test_own_record_expired_is_recreated(self) -> None:
+        """A refresh answered 404 (the record expired unseen) leads to a new create."""
+        tap = Tap(self.api.resource())
+        registry, heard = self.start(rec(OWN), client=self.client(tap))
+        own = registry.own_index
+        tap.hold_watches = True
+        tap.drop_connections()  # the next watch hangs: the registry sees nothing
+        self.flush()
+        self.assertEqual(registry.stats.watch_restarts, 1)
+        # Expire the record behind the registry's back: a 1 s TTL.
+        self.successResultOf(self.writer.update(self.key(OWN), "{}", ttl=1))
+        self.run_for(1.2)
+        self.assertIsNone(self.stored(OWN))
+        self.assertEqual(registry.stats.recreations, 0)
+        self.run_for(2.5)  # the refresh due at ttl/3 finds it gone
+        self.assertEqual(registry.stats.recreations, 1)
+        stored = self.stored(OWN)
+        assert stored is not None
+        self.assertEqual(MemberRecord.from_json(stored.node.value or ""), rec(OWN))
+        self.assertGreater(cast(int, registry.own_index), cast(int, own))
+
+    def test_own_record_overwritten_is_rewritten(self) -> None:
+        """Junk written over our record is replaced by our record, same index."""
+        registry, _ = self.start(rec(OWN))
+        own = registry.own_index
+        self.write(OWN, "junk")
+        self.flush()
+        stored = self.stored(OWN)
+        assert stored is not None
+        self.assertEqual(MemberRecord.from_json(stored.node.value or ""), rec(OWN))
+        self.assertEqual(registry.stats.rewrites, 1)
+        self.assertEqual(registry.stats.recreations, 0)
+        self.assertNotEqual(registry.own_index, own, "a set replaced the key")
+
+    def test_bad_values_ignored(self) -> None:
+        """Junk, misnamed and nested keys are logged and ignored, not peers."""
+        registry, heard = self.start(rec(OWN))
+        self.write(A, "junk")
+        self.write("not-a-uuid", rec(B).to_json())
+        self.successResultOf(self.writer.set(self.key(B) + "/x", "1"))
+        self.flush()
+        self.write(make_id(4), rec(make_id(4)).to_json())
+        self.assertEqual(
+            heard.events, [("added", make_id(4), registry.members()[make_id(4)])]
+        )
+        self.assertEqual(registry.state, "watching")
+        self.assertGreaterEqual(registry.stats.rejected, 3)
+        registry.stopService()
+        self.flush()
+        registry.startService()
+        self.flush()
+        self.assertEqual(set(registry.peers), {make_id(4)})
+        self.assertEqual(len(heard.events), 1)
+
+    def test_peer_overwritten_with_junk_leaves(self) -> None:
+        """A valid peer whose value turns invalid is removed ("vanished")."""
+        registry, heard = self.start(rec(OWN))
+        self.write(A, rec(A).to_json())
+        self.write(A, '{"id": 1}')
+        self.assertEqual(heard.events[-1], ("removed", A, "vanished"))
+
+    def test_clean_stop_deletes_record(self) -> None:
+        """stopService deletes our record; a peer is told "deleted" at once."""
+        registry, _ = self.start(rec(OWN))
+        peer, heard_by_peer = self.start(rec(A))
+        d = registry.stopService()
+        self.flush()
+        self.successResultOf(d)
+        self.assertIsNone(self.stored(OWN))
+        self.assertEqual(heard_by_peer.events[-1], ("removed", OWN, "deleted"))
+        self.assertEqual(registry.state, "stopped")
+        self.assertEqual(self.api.store.watcher_count, 1, "only the peer still watches")
+
+    def test_stop_wait_is_bounded(self) -> None:
+        """A hung etcd cannot hold up stopService beyond the stop timeout."""
+        tap = Tap(self.api.resource())
+        registry, _ = self.start(rec(OWN), client=self.client(tap), stop_timeout=2.0)
+        tap.hold_deletes = True
+        d = registry.stopService()
+        self.flush()
+        self.clock.advance(1.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.flush()
+        self.successResultOf(d)
+        self.flushLoggedErrors()
+
+    def test_record_given_after_start_and_rewritten(self) -> None:
+        """Without a record it waits; a new record is rewritten in place."""
+        registry, heard = self.registry(None)
+        registry.startService()
+        self.flush()
+        self.assertEqual(registry.state, "registering")
+        self.assertIsNone(self.stored(OWN))
+        peer, heard_by_peer = self.start(rec(A))
+        registry.set_record(rec(OWN))
+        self.flush()
+        self.assertEqual(registry.state, "watching")
+        own = registry.own_index
+        registry.set_record(rec(OWN, 4001, advertisement=[1]))
+        self.flush()
+        stored = self.stored(OWN)
+        assert stored is not None
+        self.assertEqual(MemberRecord.from_json(stored.node.value or "").port, 4001)
+        self.assertEqual(stored.node.created_index, own)
+        self.assertEqual(registry.own_index, own)
+        self.assertEqual(registry.stats.rewrites, 1)
+        self.assertEqual(heard_by_peer.events[-1], ("changed", OWN, [1]))
+        with self.assertRaises(ValueError):
+            registry.set_record(rec(B))
+
+    def test_listener_failure_is_contained(self) -> None:
+        """A listener that raises is logged; the registry keeps going."""
+
+        class Broken(RecordingListener):
+            def peer_added(self, record: MemberRecord, created_index: int) -> None:
+                super().peer_added(record, created_index)
+                raise RuntimeError("listener bug")
+
+        registry, heard = self.start(rec(OWN), listener=Broken())
+        self.write(A, rec(A).to_json())
+        self.write(B, rec(B).to_json())
+        self.assertEqual([e[1] for e in heard.events], [A, B])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.assertEqual(registry.state, "watching")
+
+    def test_watch_timeout_relists(self) -> None:
+        """A watch with no event for watch_timeout is replaced after a re-list."""
+        registry, heard = self.start(rec(OWN), watch_timeout=30.0)
+        self.run_for(31.0, step=0.5)
+        self.assertEqual(registry.stats.watch_restarts, 1)
+        self.assertEqual(registry.stats.lists, 2)
+        self.write(A, rec(A).to_json())
+        self.assertEqual(heard.events[-1][:2], ("added", A))
