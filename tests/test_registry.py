@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -495,6 +496,23 @@ class RegistryServiceTests(SynchronousTestCase):
         self.assertEqual(registry.endpoint, "http://etcd:2379")
         self.assertEqual(registry.stats.lists, 1)
 
+    def test_status_document(self) -> None:
+        """status() summarises state, endpoint, indices, peers and counters as JSON."""
+        registry, _ = self.start(rec(OWN))
+        self.write(A, rec(A, 4100).to_json())
+        status = registry.status()
+        json.dumps(status)
+        self.assertEqual(status["state"], "watching")
+        self.assertEqual(status["endpoint"], "http://etcd:2379")
+        self.assertEqual(status["ownIndex"], registry.own_index)
+        self.assertEqual(status["viewIndex"], registry.view_index)
+        self.assertEqual(
+            status["peers"],
+            {A: {"address": "127.0.0.1", "port": 4100, "hostName": "h"}},
+        )
+        self.assertEqual(status["counters"]["lists"], 1)
+        self.assertIsNone(status["lastError"])
+
     def test_refreshes_well_inside_ttl(self) -> None:
         """The record is refreshed every ttl/3 and never expires or changes index."""
         registry, heard = self.start(rec(OWN))
@@ -534,7 +552,7 @@ class RegistryServiceTests(SynchronousTestCase):
         self.assertIn(A, registry.peers)
         self.run_for(1.0)
         self.assertEqual(heard.events[-1], ("removed", A, "expired"))
-        self.assertEqual(set(registry.members()), {OWN})
+        self.assertEqual(set(registry.members), {OWN})
 
     def test_peer_changes(self) -> None:
         """A peer rewriting its record is reported with the new record."""
@@ -575,7 +593,7 @@ class RegistryServiceTests(SynchronousTestCase):
         self.api.stop()  # ends every open watch with an empty 200
         self.write(A, rec(A).to_json())  # no watcher is registered for this one
         self.flush()
-        self.assertEqual(heard.events, [("added", A, registry.members()[A])])
+        self.assertEqual(heard.events, [("added", A, registry.members[A])])
         self.assertEqual(registry.stats.watch_restarts, 1)
         self.write(B, rec(B).to_json())
         self.assertEqual(heard.events[-1][:2], ("added", B))
@@ -666,7 +684,7 @@ class RegistryServiceTests(SynchronousTestCase):
         self.flush()
         self.write(make_id(4), rec(make_id(4)).to_json())
         self.assertEqual(
-            heard.events, [("added", make_id(4), registry.members()[make_id(4)])]
+            heard.events, [("added", make_id(4), registry.members[make_id(4)])]
         )
         self.assertEqual(registry.state, "watching")
         self.assertGreaterEqual(registry.stats.rejected, 3)

@@ -337,12 +337,6 @@ def _read_body(response: IResponse) -> Deferred[tuple[int, Any, bytes]]:
     return reader.done.addCallback(lambda body: (response.code, response.headers, body))
 
 
-def _too_big(failure: Failure, status: int, url: str) -> Failure:
-    if failure.check(ValueError):
-        raise EtcdBadResponse(failure.getErrorMessage(), status, "", url)
-    return failure
-
-
 def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
     """Accept C{"URL[,URL...]"} (the C{--etcd} option) or a sequence of URLs."""
     items = value.split(",") if isinstance(value, str) else value

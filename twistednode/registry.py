@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from attrs import define, field, frozen
+from attrs import asdict, define, field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
@@ -336,9 +336,31 @@ class Registry(Service):
         """The last known peers (kept while the store is unreachable)."""
         return {} if self._view is None else self._view.peers()
 
+    @property
     def members(self) -> dict[str, int]:
         """Every valid record in the view (ours included) -> createdIndex."""
         return {} if self._view is None else self._view.created_indexes()
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready summary for the status API."""
+        return {
+            "state": self.state,
+            "cluster": self._cluster,
+            "endpoint": self.endpoint,
+            "ttl": self._ttl,
+            "ownIndex": self.own_index,
+            "viewIndex": self.view_index,
+            "peers": {
+                member_id: {
+                    "address": record.address,
+                    "port": record.port,
+                    "hostName": record.host_name,
+                }
+                for member_id, record in sorted(self.peers.items())
+            },
+            "counters": asdict(self.stats),
+            "lastError": self.last_error,
+        }
 
     # -- control ------------------------------------------------------------------
 
