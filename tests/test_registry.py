@@ -402,6 +402,7 @@ class RegistryServiceTests(SynchronousTestCase):
         self.stubs: list[StubTreq] = []
         self.writer = self.client()
         self.registries: list[Registry] = []
+        self.listeners: list[RecordingListener] = []
         self.addCleanup(self.stop_all)
 
     def client(self, resource: IResource | None = None) -> EtcdV2Client:
@@ -429,6 +430,8 @@ class RegistryServiceTests(SynchronousTestCase):
             **kwargs,
         )
         self.registries.append(registry)
+        if isinstance(listener, RecordingListener):
+            self.listeners.append(listener)
         return registry, listener
 
     def stop_all(self) -> None:
@@ -439,6 +442,11 @@ class RegistryServiceTests(SynchronousTestCase):
                 self.successResultOf(d)
         self.flush()
         self.assertEqual(self.api.store.watcher_count, 0, "a watch was left behind")
+        for listener in self.listeners:
+            for members, view_index, own_index in listener.views:
+                if own_index is not None:
+                    self.assertLessEqual(own_index, view_index)
+                    self.assertIn(own_index, members.values())
 
     def flush(self) -> None:
         for _ in range(3):

@@ -11,6 +11,10 @@ again and diffs, so nothing is missed. While the store is unreachable it keeps t
 last known peers and retries with jittered backoff; when the store is back it
 re-creates the record if it expired. On a clean stop it deletes the record.
 
+C{view_changed} takes our own index from the view itself: it stays None until our
+record is in the view, so whenever it is set, C{own_index <= view_index} and the view
+holds every record created before ours (the early election relies on this).
+
 The bookkeeping is a pure L{MemberView} (no Twisted, no clock): listings and changes
 go in, peer events come out. L{Registry} only moves data between it, the backend and
 the listener.
@@ -307,7 +311,7 @@ class Registry(Service):
 
     @property
     def state(self) -> str:
-        """ "stopped", "unreachable", "registering" or "watching"."""
+        """One of "stopped", "unreachable", "registering" or "watching"."""
         if not self.running:
             return "stopped"
         if self._failing:
@@ -414,6 +418,7 @@ class Registry(Service):
             else:
                 self.log.info("deleted {key}", key=key)
         self._registered = None
+        self._ever_registered = False
         self._create_sent = False
         self._dirty = False
         self._failing.clear()
