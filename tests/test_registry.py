@@ -1,4 +1,4 @@
-"""Tests for twistednode.registry: the pure member view, the service, the address."""
+"""Tests for twistednode.registry and twistednode.memberview."""
 
 from __future__ import annotations
 
@@ -22,20 +22,18 @@ from tests.servers import shared_minietcd, shared_real_etcd
 from tests.test_etcdv2 import RefusingHosts
 from twistednode.backend import Change, Entry, Listing
 from twistednode.etcdv2 import EtcdResult, EtcdV2Backend, EtcdV2Client, EtcdV2Error
-from twistednode.record import MemberRecord
-from twistednode.registry import (
+from twistednode.memberview import (
     Member,
     MemberView,
     PeerAdded,
     PeerChanged,
     PeerEvent,
     PeerRemoved,
-    Registry,
     RemovalReason,
     diff,
-    local_address_towards,
-    udp_source_address,
 )
+from twistednode.record import MemberRecord
+from twistednode.registry import Registry, local_address_towards, udp_source_address
 
 
 def make_id(n: int) -> str:

@@ -15,9 +15,9 @@ C{view_changed} takes our own index from the view itself: it stays None until ou
 record is in the view, so whenever it is set, C{own_index <= view_index} and the view
 holds every record created before ours (the early election relies on this).
 
-The bookkeeping is a pure L{MemberView} (no Twisted, no clock): listings and changes
-go in, peer events come out. L{Registry} only moves data between it, the backend and
-the listener.
+The bookkeeping is the pure L{twistednode.memberview.MemberView}: listings and
+changes go in, peer events come out. L{Registry} only moves data between it, the
+backend and the listener.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import random
 import re
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from attrs import asdict, define, field, frozen
+from attrs import asdict, define, field
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
@@ -41,7 +41,6 @@ from twistednode.backend import (
     BackendError,
     Change,
     HistoryLost,
-    Listing,
     RecordExists,
     RecordMissing,
     RegistryBackend,
@@ -49,12 +48,24 @@ from twistednode.backend import (
     WatchTimedOut,
 )
 from twistednode.backoff import Backoff
+from twistednode.memberview import (
+    MemberView,
+    PeerAdded,
+    PeerChanged,
+    PeerEvent,
+    RemovalReason,
+    ViewUpdate,
+)
 from twistednode.record import MemberRecord
 
-RemovalReason = Literal["deleted", "expired", "vanished"]
-"""Why a peer left: its record was "deleted" (a clean stop: drop it at once),
-"expired" (its TTL ran out: it crashed or lost etcd), or "vanished" (it was gone
-at a re-list, or its value became invalid: the cause was not seen)."""
+__all__ = [
+    "Registry",
+    "RegistryListener",
+    "RegistryStats",
+    "RemovalReason",
+    "local_address_towards",
+    "udp_source_address",
+]
 
 
 class RegistryListener(Protocol):
@@ -77,146 +88,6 @@ class RegistryListener(Protocol):
         id -> createdIndex, the store index the view is complete up to, and the
         createdIndex of our own record in this view (None while it is not in it).
         """
-
-
-# -- the pure view -----------------------------------------------------------------
-
-
-@frozen
-class Member:
-    """A valid record in the view and the createdIndex of its key."""
-
-    record: MemberRecord
-    created_index: int
-
-
-@frozen
-class PeerAdded:
-    record: MemberRecord
-    created_index: int
-
-
-@frozen
-class PeerChanged:
-    record: MemberRecord
-
-
-@frozen
-class PeerRemoved:
-    record_id: str
-    reason: RemovalReason
-
-
-PeerEvent = PeerAdded | PeerChanged | PeerRemoved
-
-
-@frozen
-class ViewUpdate:
-    """What one listing or change did: peer events and the keys that were ignored."""
-
-    events: tuple[PeerEvent, ...] = ()
-    rejected: tuple[tuple[str, str], ...] = ()
-
-
-def diff(
-    old: Mapping[str, Member],
-    new: Mapping[str, Member],
-    own_id: str,
-    reason: RemovalReason = "vanished",
-) -> tuple[PeerEvent, ...]:
-    """The peer events that turn C{old} into C{new} (our own id never reported)."""
-    events: list[PeerEvent] = [
-        PeerRemoved(name, reason)
-        for name in sorted(old)
-        if name not in new and name != own_id
-    ]
-    for name in sorted(new, key=lambda n: (new[n].created_index, n)):
-        if name == own_id:
-            continue
-        member = new[name]
-        if name not in old:
-            events.append(PeerAdded(member.record, member.created_index))
-        elif old[name].record != member.record:
-            events.append(PeerChanged(member.record))
-    return tuple(events)
-
-
-def parse_member(name: str, value: str | None) -> Member | str:
-    """Helper for the view: the record stored at C{name}, or why it is invalid."""
-    if value is None:
-        return "is a directory, not a record"
-    if "/" in name:
-        return "is nested below a member key"
-    try:
-        return Member(MemberRecord.from_json(value, expected_id=name), 0)
-    except ValueError as e:
-        return str(e)
-
-
-@define
-class MemberView:
-    """
-    The members directory as this node knows it (pure: no I/O, no clock).
-
-    C{members} holds every valid record, our own included; C{index} is the store
-    index the view is complete up to.
-    """
-
-    own_id: str
-    members: dict[str, Member] = field(factory=dict)
-    index: int = 0
-
-    @property
-    def own_index(self) -> int | None:
-        own = self.members.get(self.own_id)
-        return None if own is None else own.created_index
-
-    def created_indexes(self) -> dict[str, int]:
-        return {name: m.created_index for name, m in self.members.items()}
-
-    def peers(self) -> dict[str, MemberRecord]:
-        return {n: m.record for n, m in self.members.items() if n != self.own_id}
-
-    def apply_listing(self, listing: Listing) -> ViewUpdate:
-        """Replace the view by a full listing; peers not in it have "vanished"."""
-        new: dict[str, Member] = {}
-        rejected: list[tuple[str, str]] = []
-        for entry in listing.entries:
-            parsed = parse_member(entry.name, entry.value)
-            if isinstance(parsed, str):
-                rejected.append((entry.name, parsed))
-            else:
-                new[entry.name] = Member(parsed.record, entry.created_index)
-        events = diff(self.members, new, self.own_id)
-        self.members = new
-        self.index = listing.index
-        return ViewUpdate(events, tuple(rejected))
-
-    def apply_change(self, change: Change) -> ViewUpdate:
-        """Apply one watched change."""
-        self.index = max(self.index, change.index)
-        name = change.name
-        if name == "":
-            if change.kind == "put":
-                return ViewUpdate()
-            everything, self.members = self.members, {}
-            return ViewUpdate(diff(everything, {}, self.own_id, change.kind))
-        if change.kind != "put":
-            if "/" in name or self.members.pop(name, None) is None:
-                return ViewUpdate()
-            if name == self.own_id:
-                return ViewUpdate()
-            return ViewUpdate((PeerRemoved(name, change.kind),))
-        parsed = parse_member(name, change.value)
-        if isinstance(parsed, str):
-            gone = self.members.pop(name, None) is not None and name != self.own_id
-            events = (PeerRemoved(name, "vanished"),) if gone else ()
-            return ViewUpdate(events, ((name, parsed),))
-        member = Member(parsed.record, change.created_index)
-        before = self.members.get(name)
-        self.members[name] = member
-        old = {} if before is None else {name: before}
-        return ViewUpdate(diff(old, {name: member}, self.own_id))
 
 
 # -- the service ---------------------------------------------------------------------
