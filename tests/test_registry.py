@@ -758,6 +758,27 @@ class RegistryServiceTests(SynchronousTestCase):
         with self.assertRaises(ValueError):
             registry.set_record(rec(B))
 
+    def test_bad_settings(self) -> None:
+        """A bad cluster name, TTL or timeout is a clear ValueError."""
+        for kwargs in (
+            {"cluster": "a/b"},
+            {"cluster": "_hidden"},
+            {"cluster": ""},
+            {"ttl": 0},
+            {"ttl": 2.5},
+            {"watch_timeout": 0},
+            {"stop_timeout": float("nan")},
+        ):
+            settings: dict[str, Any] = {
+                "backend": EtcdV2Backend(self.writer),
+                "cluster": "c",
+                "listener": RecordingListener(),
+                "clock": self.clock,
+                **kwargs,
+            }
+            with self.assertRaises(ValueError, msg=str(kwargs)):
+                Registry(**settings)
+
     def test_listener_failure_is_contained(self) -> None:
         """A listener that raises is logged; the registry keeps going."""
 

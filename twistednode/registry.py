@@ -108,6 +108,13 @@ def _check_ttl(instance: object, attribute: object, value: Any) -> None:
         raise ValueError(f"ttl must be a whole number of seconds >= 1, not {value!r}")
 
 
+def _check_seconds(instance: object, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{attribute.name.lstrip('_')} must be > 0 s, not {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{attribute.name.lstrip('_')} must be finite")
+
+
 @define
 class RegistryStats:
     """Counters for the status API."""
@@ -145,8 +152,8 @@ class Registry(Service):
     _clock: IReactorTime
     _record: MemberRecord | None = None
     _ttl: int = field(default=10, validator=_check_ttl)
-    _watch_timeout: float = 60.0
-    _stop_timeout: float = 2.0
+    _watch_timeout: float = field(default=60.0, validator=_check_seconds)
+    _stop_timeout: float = field(default=2.0, validator=_check_seconds)
     _backoff: Backoff = field(factory=Backoff)
     _random: Callable[[], float] = random.random
 
