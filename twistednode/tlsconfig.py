@@ -1,0 +1,152 @@
+# -*- test-case-name: tests.test_tlsconfig -*-
+"""
+Client TLS for talking to an https:// etcd: the C{--etcd-cacert/--etcd-cert/--etcd-key}
+options turned into an C{IPolicyForHTTPS} for C{twisted.web.client.Agent}.
+
+L{ClientTLS.from_files} reads and checks the PEM files once, at start-up, so a wrong
+path or a key that does not match its certificate is a clear C{ValueError} before the
+node runs, not a handshake failure later. L{ClientTLS.policy} gives the object to pass
+as C{Agent(reactor, contextFactory=...)}; it builds Twisted's
+C{optionsForClientTLS(hostname, trustRoot, clientCertificate)} per connection, so the
+server's certificate is verified against the given CA (or the platform's trust store
+when no CA file is given) and its name or IP address against the URL's host.
+
+Both the v2 and the v3 client use it through the HTTP client that
+L{twistednode.backends.make_backend} builds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from attrs import define, frozen
+from OpenSSL import crypto
+from treq.client import HTTPClient
+from twisted.internet import ssl
+from twisted.internet.error import VerifyError
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read the {what} {path!r}: {e.strerror}") from None
+
+
+def _certificates(data: bytes, path: str, what: str) -> list[ssl.Certificate]:
+    blocks = _PEM_CERTIFICATE.findall(data)
+    if not blocks:
+        raise ValueError(f"the {what} {path!r} holds no PEM certificate")
+    try:
+        return [ssl.Certificate.loadPEM(block) for block in blocks]
+    except (crypto.Error, ValueError) as e:
+        problem = f"the {what} {path!r} is not a valid certificate: {e}"
+        raise ValueError(problem) from None
+
+
+@frozen
+class ClientTLS:
+    """
+    What a client needs to talk TLS to etcd.
+
+    @ivar trust_root: the CA(s) the server's certificate must chain to, or None
+        for the platform's trust store.
+    @ivar client_certificate: our certificate and key for etcd's
+        C{--client-cert-auth}, or None.
+    """
+
+    trust_root: Any = None
+    client_certificate: ssl.PrivateCertificate | None = None
+
+    @classmethod
+    def from_files(
+        cls,
+        cacert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+    ) -> ClientTLS:
+        """
+        Load the PEM files named by C{--etcd-cacert}, C{--etcd-cert}, C{--etcd-key}.
+
+        C{key} may be omitted when the key is in the C{cert} file.
+
+        @raise ValueError: a file cannot be read, holds no PEM certificate or key,
+            a key is given without a certificate, or the key does not match.
+        """
+        trust_root: Any = None
+        if cacert is not None:
+            cas = _certificates(_read(cacert, "CA file"), cacert, "CA file")
+            trust_root = ssl.trustRootFromCertificates(cas)
+        client: ssl.PrivateCertificate | None = None
+        if cert is None and key is not None:
+            raise ValueError("--etcd-key needs --etcd-cert (the certificate it signs)")
+        if cert is not None:
+            cert_data = _read(cert, "client certificate")
+            (certificate, *_) = _certificates(cert_data, cert, "client certificate")
+            key_data = cert_data if key is None else _read(key, "client key")
+            try:
+                private = ssl.KeyPair.load(key_data, crypto.FILETYPE_PEM)
+            except (crypto.Error, ValueError):
+                where = cert if key is None else key
+                raise ValueError(f"{where!r} holds no valid PEM private key") from None
+            try:
+                client = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+                    certificate, private
+                )
+            except VerifyError as e:
+                raise ValueError(
+                    f"the key {key or cert!r} does not match the certificate "
+                    f"{cert!r}: {e}"
+                ) from None
+        return cls(trust_root=trust_root, client_certificate=client)
+
+    def options_for(self, hostname: str) -> IOpenSSLClientConnectionCreator:
+        """The connection creator for a server named C{hostname} (name or IP)."""
+        extra: dict[str, Any] = {}
+        if self.trust_root is not None:
+            extra["trustRoot"] = self.trust_root
+        if self.client_certificate is not None:
+            extra["clientCertificate"] = self.client_certificate
+        return ssl.optionsForClientTLS(hostname, **extra)
+
+    def policy(self) -> IPolicyForHTTPS:
+        """The C{contextFactory} for an C{Agent}."""
+        return ClientTLSPolicy(self)
+
+
+@implementer(IPolicyForHTTPS)
+@define(eq=False)
+class ClientTLSPolicy:
+    """An C{IPolicyForHTTPS} that applies one L{ClientTLS} to every connection."""
+
+    tls: ClientTLS
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return self.tls.options_for(hostname.decode("ascii"))
+
+
+def http_client(
+    reactor: Any, tls: ClientTLS | None = None, connect_timeout: float = 5.0
+) -> tuple[HTTPClient, HTTPConnectionPool]:
+    """
+    A treq C{HTTPClient} for etcd over a persistent pool, and the pool to close.
+
+    With C{tls}, https:// connections use L{ClientTLS.policy}; without it, the
+    platform's trust store (Twisted's C{BrowserLikePolicyForHTTPS}).
+    """
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        extra["contextFactory"] = tls.policy()
+    agent = Agent(reactor, pool=pool, connectTimeout=connect_timeout, **extra)
+    return HTTPClient(agent), pool
