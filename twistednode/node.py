@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from attrs import asdict, define, evolve, field
+from attrs import define, evolve, field
 from twisted.application.internet import UDPServer
 from twisted.application.service import MultiService
 from twisted.application.strports import service as stream_service
@@ -372,13 +372,9 @@ class ClusterNode(MultiService):
         me = self._membership.me()
         registry: dict[str, Any] = {"state": "disabled", "api": None, "url": None}
         if self._registry is not None:
-            registry = {
-                "state": self._registry.state,
-                "api": "v2",
-                "url": self._registry.endpoint,
-                "counters": asdict(self._registry.stats),
-                "lastError": self._registry.last_error,
-            }
+            registry = self._registry.status()
+            registry["api"] = "v2"
+            registry["url"] = self._registry.endpoint
         registry["cluster"] = self.cluster
         return {
             "cluster": self.cluster,
