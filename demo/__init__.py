@@ -1,0 +1,1 @@
+"""The three-node demo: run it with ``python demo/cluster_demo.py``."""

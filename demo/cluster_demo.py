@@ -1,0 +1,660 @@
+"""A twistednode cluster on this machine, and what it does when nodes come and go.
+
+    python demo/cluster_demo.py                   # the story, then it stays up
+    python demo/cluster_demo.py --no-interactive  # the story once; exit 0 if it held
+    python demo/cluster_demo.py --etcd http://127.0.0.1:2379   # with a real etcd
+
+It starts minietcd and three ``twistd -n clusternode`` processes with this Python on
+free ports of 127.0.0.1, shows each node's view of the cluster as it changes, and
+walks through a story: the cluster forms; one master is elected; a fourth node joins;
+the master is killed (SIGKILL) and a new one is elected; a node stops cleanly and the
+others see it leave at once. Every time it prints is measured, from the moment the
+demo acted (spawn, kill, signal) to the moment every node's own status said so.
+
+No process outlives the demo, however it ends: Ctrl-C, SIGTERM, a failed step, an
+error, or even SIGKILL of the demo (its children get SIGKILL from the kernel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+
+if not __package__:
+    # Run as a script (python demo/cluster_demo.py): make the demo package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from demo.processes import Child, Children, free_port, twisted_command  # noqa: E402
+from demo.terminal import BOLD, CYAN, DIM, GREEN, RED, YELLOW, Screen, pad  # noqa: E402
+from demo.watch import (  # noqa: E402
+    Board,
+    NodeView,
+    StatusWatcher,
+    agreed_master,
+    all_see_each_other,
+)
+
+STEPS = (
+    "the cluster forms",
+    "one master is elected",
+    "a fourth node joins",
+    "the master is killed, a new one is elected",
+    "a node stops cleanly, the others see it leave",
+)
+
+HELLO_INTERVAL = 1.0
+NODE_TIMEOUT = 2.0
+"""The nodes' defaults (node-discover's): a hello a second, silent for 2 s = gone."""
+
+AT_ONCE = NODE_TIMEOUT - HELLO_INTERVAL
+"""A node that merely fell silent cannot be timed out sooner than this after its
+last hello was due; a clean leave must be seen before, or it was not the goodbye."""
+
+CLEAN_EXIT = (0, -signal.SIGTERM)
+"""How a node ends after SIGTERM: twistd re-raises the signal once it has stopped."""
+
+TITLE_WIDTH = 53
+
+START_TIMEOUT = 60.0
+JOIN_TIMEOUT = 60.0
+FAILOVER_TIMEOUT = 30.0
+LEAVE_TIMEOUT = 30.0
+EXIT_TIMEOUT = 10.0
+"""Generous bounds for a loaded machine; the times printed are the measured ones."""
+
+
+class StepFailed(Exception):
+    """A step of the story did not hold (C{step} is its title, None: the setup)."""
+
+    def __init__(self, step: str | None, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+class Terminated(BaseException):
+    """The demo got SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def fmt(seconds: float) -> str:
+    """A duration as people read it: 84 ms, 2.13 s."""
+    if seconds < 1:
+        return f"{max(0.0, seconds) * 1000:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+class Node:
+    """One clusternode process of the demo and the thread following its status."""
+
+    def __init__(self, name: str, child: Child, http_port: int, board: Board) -> None:
+        self.name = name
+        self.child = child
+        self.http_port = http_port
+        self.watcher = StatusWatcher(name, http_port, board, lambda: child.running)
+
+    @property
+    def page(self) -> str:
+        """The node's live page."""
+        return f"http://127.0.0.1:{self.http_port}/"
+
+    @property
+    def expected_up(self) -> bool:
+        """Whether the demo has not stopped or killed it on purpose."""
+        return self.child.ended is None
+
+
+class Demo:
+    """The processes, what they say, and the story told with them."""
+
+    def __init__(self, screen: Screen, etcd: str | None, etcd_api: str | None) -> None:
+        self.screen = screen
+        self.cluster = f"demo-{uuid.uuid4().hex[:8]}"
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"twistednode-{self.cluster}-"))
+        self.children = Children()
+        self.board = Board()
+        self.nodes: dict[str, Node] = {}
+        self.names: dict[str, str] = {}
+        self.etcd_url = etcd
+        self.etcd_api = etcd_api
+        self.registry: Child | None = None
+        self.command = twisted_command()
+        self.keep_logs = False
+
+    # -- what the nodes say ----------------------------------------------------------
+
+    def views_of(self, names: Sequence[str]) -> list[NodeView] | None:
+        """The latest view of each named node, or None if one is missing."""
+        latest = self.board.views()
+        views = [latest.get(name) for name in names]
+        found = [v for v in views if v is not None]
+        for name, view in zip(names, views, strict=True):
+            if view is not None:
+                self.names.setdefault(view.id, name)
+        return found if len(found) == len(names) else None
+
+    def label(self, node_id: str | None) -> str:
+        """A node's demo name (node-1...) or the start of its id."""
+        if node_id is None:
+            return self.screen.symbols.none
+        return self.names.get(node_id, node_id[:8])
+
+    def started_at(self, name: str) -> float:
+        """When a node that has answered started (epoch seconds, its clock)."""
+        views = self.views_of([name])
+        assert views is not None, f"{name} has not answered"
+        return views[0].started_at
+
+    def id_of(self, name: str) -> str:
+        """The id of a node that has answered."""
+        views = self.views_of([name])
+        assert views is not None, f"{name} has not answered"
+        return views[0].id
+
+    # -- processes -------------------------------------------------------------------
+
+    def start_registry(self) -> None:
+        """Start minietcd, or check that the given etcd answers."""
+        if self.etcd_url is not None:
+            version = self._etcd_version(self.etcd_url)
+            if version is None:
+                raise StepFailed(None, f"etcd does not answer at {self.etcd_url}")
+            self.screen.say(f"registry: etcd at {self.etcd_url} ({version})")
+            return
+        port = free_port()
+        self.etcd_url = f"http://127.0.0.1:{port}"
+        child = Child(
+            "minietcd",
+            [*self.command, "minietcd", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            self.run_dir / "minietcd.log",
+        )
+        self.registry = self.children.add(child, server=True)
+        self.screen.say(f"started minietcd: pid {child.pid}, {self.etcd_url}")
+        deadline = child.started_at + START_TIMEOUT
+        while (version := self._etcd_version(self.etcd_url)) is None:
+            self.check_alive(None)
+            if time.monotonic() > deadline:
+                raise StepFailed(None, f"minietcd did not answer in {START_TIMEOUT} s")
+            waited = time.monotonic() - child.started_at
+            self.draw(f"waiting for minietcd {waited:.1f} s")
+            time.sleep(0.05)
+        self.screen.say(
+            f"  minietcd answers ({version}) "
+            f"{fmt(time.monotonic() - child.started_at)} after spawn"
+        )
+
+    @staticmethod
+    def _etcd_version(url: str) -> str | None:
+        try:
+            with urllib.request.urlopen(url + "/version", timeout=2) as response:
+                found = json.load(response)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(found, dict):
+            return None
+        return " ".join(f"{k} {v}" for k, v in found.items())
+
+    def start_node(self, name: str) -> Node:
+        """Spawn C{twistd clusternode} for node C{name} and follow its status."""
+        assert self.etcd_url is not None
+        port = free_port()
+        argv = [
+            *self.command,
+            "clusternode",
+            "--etcd",
+            self.etcd_url,
+            "--cluster",
+            self.cluster,
+            "--udp-port",
+            "0",
+            "--udp-interface",
+            "127.0.0.1",
+            "--http",
+            f"tcp:{port}:interface=127.0.0.1",
+        ]
+        if self.etcd_api is not None:
+            argv += ["--etcd-api", self.etcd_api]
+        # node-discover's way to name a host: the pages and tables then say node-1...
+        env = dict(os.environ, DISCOVERY_HOSTNAME=name)
+        child = Child(name, argv, self.run_dir / f"{name}.log", env)
+        node = Node(name, child, port, self.board)
+        self.nodes[name] = node
+        self.children.add(child)
+        node.watcher.start()
+        self.screen.say(f"started {name}: pid {child.pid}, page {node.page}")
+        return node
+
+    def check_alive(self, step: str | None) -> None:
+        """Fail if a process the demo did not stop has exited."""
+        watched = [n.child for n in self.nodes.values() if n.expected_up]
+        if self.registry is not None:
+            watched.append(self.registry)
+        for child in watched:
+            if not child.running:
+                raise StepFailed(
+                    step,
+                    f"{child.name} exited (code {child.returncode}); "
+                    f"its last output:\n{child.log_tail()}",
+                )
+
+    # -- drawing -------------------------------------------------------------------
+
+    def table(self) -> list[str]:
+        """Each node's view of the cluster, one line each."""
+        s = self.screen
+        star = s.symbols.star
+        views = self.board.views()
+        for name, found in views.items():
+            if found is not None:
+                self.names.setdefault(found.id, name)
+        lines = [
+            s.style(
+                f"  {'NODE':<10}{'PID':<8}{'UDP':<18}{'SEES':<24}{'MASTER':<10}"
+                "REGISTRY",
+                DIM,
+            )
+        ]
+        for name, node in self.nodes.items():
+            view = views.get(name)
+            mark = star if view is not None and view.is_master else " "
+            head = f"{mark} {name:<8}{node.child.pid:<8}"
+            head = s.style(head, BOLD, YELLOW) if mark == star else head
+            if not node.expected_up:
+                ended = f"    {name:<8}{node.child.pid:<8}{node.child.ended}"
+                lines.append(s.style(ended, DIM))
+            elif not node.child.running:
+                code = node.child.returncode
+                lines.append(f"  {head}" + s.style(f"exited (code {code})", RED))
+            elif view is None:
+                state = "starting…" if name not in views else "not answering"
+                lines.append(f"  {head}" + s.style(state, DIM))
+            else:
+                sees = " ".join(
+                    self.label(m) + (star if m in view.claimants else "")
+                    for m in sorted(view.members, key=self.label)
+                )
+                master = "me" if view.master == view.id else self.label(view.master)
+                lines.append(
+                    f"  {head}{view.address:<18}"
+                    + pad(sees or s.symbols.none, 24)
+                    + pad(master, 10)
+                    + view.registry
+                )
+        return lines
+
+    def draw(self, progress: str | None = None) -> None:
+        """Redraw the live block: the table and a progress line."""
+        if not self.screen.live:
+            return
+        block = [""] + self.table()
+        if progress is not None:
+            spinner = self.screen.symbols.spinner
+            frame = spinner[int(time.monotonic() * 10) % len(spinner)]
+            block.append(self.screen.style(f"{frame} {progress}", CYAN))
+        self.screen.show(block)
+
+    def print_table(self) -> None:
+        """The table as permanent lines (when nothing is redrawn)."""
+        if not self.screen.live:
+            self.screen.say("\n".join(self.table()))
+
+    # -- the story -----------------------------------------------------------------
+
+    def wait(
+        self,
+        what: str,
+        goals: Mapping[str, Callable[[], object]],
+        timeout: float,
+        since: float,
+    ) -> dict[str, float]:
+        """Wait until every goal holds at once; when each began to hold.
+
+        C{goals} maps a step title to a check of the latest views. A step fails if
+        its goal does not hold within C{timeout} or a node dies unexpectedly.
+        """
+        deadline = time.monotonic() + timeout
+        held_since: dict[str, float] = {}
+        version = -1
+        if not self.screen.live:
+            self.screen.say(f"  … {what} (at most {timeout:.0f} s)")
+        while True:
+            now = time.monotonic()
+            for step, goal in goals.items():
+                if not goal():
+                    held_since.pop(step, None)
+                elif step not in held_since:
+                    held_since[step] = now
+            if len(held_since) == len(goals):
+                self.draw()
+                return held_since
+            pending = next(step for step in goals if step not in held_since)
+            self.check_alive(pending)
+            if now > deadline:
+                raise StepFailed(
+                    pending, f"not within {timeout:.0f} s; {self.describe()}"
+                )
+            self.draw(f"{what} {now - since:.1f} s")
+            version = self.board.wait(version, 0.1)
+
+    def describe(self) -> str:
+        """What every running node says, for a failure message."""
+        parts = []
+        for name, node in self.nodes.items():
+            if not node.expected_up:
+                continue
+            view = self.board.views().get(name)
+            if view is None:
+                parts.append(f"{name} does not answer")
+            else:
+                sees = ", ".join(self.label(m) for m in view.members) or "nobody"
+                parts.append(
+                    f"{name} sees {sees}, master {self.label(view.master)}"
+                    + (" (itself)" if view.is_master else "")
+                )
+        return "; ".join(parts)
+
+    def passed(
+        self, step: str, seconds: float, since: str, detail: str, table: bool = True
+    ) -> None:
+        """Print a step that held: its measured time, then what was seen."""
+        s = self.screen
+        number = STEPS.index(step) + 1
+        mark = s.style(s.symbols.ok, GREEN, BOLD)
+        title = f"{number}. {step} ".ljust(TITLE_WIDTH, ".")
+        took = s.style(f"{fmt(seconds):>7}", GREEN, BOLD)
+        s.say(f"{mark} {s.style(title, BOLD)} {took} after {since}")
+        s.say(f"     {detail}")
+        if table:
+            self.print_table()
+
+    def story(self) -> None:
+        """The five steps; raises L{StepFailed} at the first that does not hold."""
+        star = self.screen.symbols.star
+        trio = ["node-1", "node-2", "node-3"]
+        spawned_wall, spawned = time.time(), time.monotonic()
+        for name in trio:
+            self.start_node(name)
+
+        def mesh(names: Sequence[str]) -> bool:
+            views = self.views_of(names)
+            return views is not None and all_see_each_other(views)
+
+        def master_of(names: Sequence[str]) -> str | None:
+            views = self.views_of(names)
+            return None if views is None else agreed_master(views)
+
+        held = self.wait(
+            "the nodes start, find each other and elect",
+            {STEPS[0]: lambda: mesh(trio), STEPS[1]: lambda: master_of(trio)},
+            START_TIMEOUT,
+            spawned,
+        )
+        views = self.views_of(trio)
+        assert views is not None
+        last_up = max(v.started_at for v in views) - spawned_wall
+        formed = held[STEPS[0]] - spawned
+        self.passed(
+            STEPS[0],
+            formed,
+            "spawn",
+            f"every node sees the other two, {fmt(formed - last_up)} after the "
+            "last node was up",
+            table=False,
+        )
+        master = agreed_master(views)
+        elected = held[STEPS[1]] - spawned
+        self.passed(
+            STEPS[1],
+            elected,
+            "spawn",
+            f"{self.label(master)} {star}, and all three agree, "
+            f"{fmt(elected - last_up)} after the last node was up",
+        )
+
+        # A fourth node joins; the master stays.
+        four = [*trio, "node-4"]
+        joined_wall, joined = time.time(), time.monotonic()
+        self.start_node("node-4")
+        held = self.wait(
+            "node-4 starts and joins",
+            {STEPS[2]: lambda: mesh(four) and master_of(four) == master},
+            JOIN_TIMEOUT,
+            joined,
+        )
+        seen = held[STEPS[2]] - joined
+        up = self.started_at("node-4") - joined_wall
+        self.passed(
+            STEPS[2],
+            seen,
+            "spawn",
+            f"all four see each other {fmt(seen - up)} after node-4 was up; "
+            f"{self.label(master)} stays master",
+        )
+
+        # The master is killed: no goodbye, the others time it out and elect.
+        assert master is not None
+        victim = self.nodes[self.label(master)]
+        rest = [name for name in four if name != victim.name]
+        killed = time.monotonic()
+        victim.child.ended = "killed (SIGKILL)"
+        os.kill(victim.child.pid, signal.SIGKILL)
+
+        def dropped(names: Sequence[str], node_id: str) -> bool:
+            views = self.views_of(names)
+            return views is not None and all(node_id not in v.members for v in views)
+
+        held = self.wait(
+            f"{victim.name} killed; waiting for the others to elect",
+            {STEPS[3]: lambda: master_of(rest) not in (None, master)},
+            FAILOVER_TIMEOUT,
+            killed,
+        )
+        failover = held[STEPS[3]] - killed
+        new_master = master_of(rest)
+        self.passed(
+            STEPS[3],
+            failover,
+            "SIGKILL",
+            f"{self.label(new_master)} {star} is the new master; {victim.name} sent no "
+            f"goodbye, so it was timed out after {NODE_TIMEOUT:.0f} s of silence",
+        )
+        victim.child.wait(EXIT_TIMEOUT)
+
+        # A node that is not master stops cleanly: goodbye, record deleted.
+        leaver = self.nodes[next(n for n in rest if self.id_of(n) != new_master)]
+        leaver_id = self.id_of(leaver.name)
+        others = [name for name in rest if name != leaver.name]
+        stopped = time.monotonic()
+        leaver.child.ended = "stopped (SIGTERM)"
+        leaver.child.signal(signal.SIGTERM)
+        held = self.wait(
+            f"{leaver.name} stopping; waiting for the others to see it leave",
+            {
+                STEPS[4]: lambda: (
+                    dropped(others, leaver_id) and master_of(others) == new_master
+                )
+            },
+            LEAVE_TIMEOUT,
+            stopped,
+        )
+        left = held[STEPS[4]] - stopped
+        code = leaver.child.wait(EXIT_TIMEOUT)
+        exited = time.monotonic() - stopped
+        if code not in CLEAN_EXIT:
+            raise StepFailed(
+                STEPS[4], f"{leaver.name} did not stop cleanly: exit status {code}"
+            )
+        leaver.child.ended = f"stopped (SIGTERM), exited after {fmt(exited)}"
+        if left >= AT_ONCE:
+            raise StepFailed(
+                STEPS[4],
+                f"the others saw {leaver.name} leave only after {fmt(left)}: that is "
+                "a timeout, not its goodbye",
+            )
+        self.passed(
+            STEPS[4],
+            left,
+            "SIGTERM",
+            f"{' and '.join(others)} saw {leaver.name}'s goodbye; "
+            f"{self.label(new_master)} stays master; {leaver.name} exited "
+            f"{fmt(exited)} after the signal",
+        )
+
+    # -- running it ----------------------------------------------------------------
+
+    def run(self, interactive: bool) -> int:
+        """Tell the story; stay up if interactive; 0 if every step held, else 1."""
+        s = self.screen
+        runner = "twistd" if "twistd" in " ".join(self.command) else "twist"
+        s.say(
+            s.style("twistednode demo", BOLD)
+            + f": cluster {self.cluster}, nodes run with {sys.executable} ({runner})"
+        )
+        code = 0
+        try:
+            self.start_registry()
+            self.story()
+            s.say(s.style(f"All {len(STEPS)} steps held.", GREEN, BOLD))
+        except StepFailed as e:
+            code = 1
+            self.keep_logs = True
+            if e.step is None:
+                s.say(s.style(f"Could not start: {e.message}", RED, BOLD))
+            else:
+                number = STEPS.index(e.step) + 1
+                s.say(s.style(f"{s.symbols.failed} {number}. {e.step}", RED, BOLD))
+                s.say(f"   {e.message}")
+                s.say(s.style(f"FAILED at step {number}: {e.step}", RED, BOLD))
+            self.print_table()
+        if interactive:
+            self.stay_up()
+        return code
+
+    def stay_up(self) -> None:
+        """Keep the cluster and the live view up until Ctrl-C (or SIGTERM)."""
+        s = self.screen
+        for node in self.nodes.values():
+            if node.child.running:
+                s.say(f"  {node.name}: {node.page}")
+        s.say("The cluster keeps running; open a page above. Ctrl-C stops everything.")
+        shown: list[str] = []
+        version = -1
+        while True:
+            if s.live:
+                self.draw("running — Ctrl-C to stop")
+            else:
+                table = [line.rstrip() for line in self.table()]
+                if _without_times(table) != _without_times(shown):
+                    s.say("\n".join(table))
+                shown = table
+            version = self.board.wait(version, 0.2)
+
+    def shutdown(self) -> None:
+        """Stop every process (nodes first), remove the logs unless a step failed."""
+        s = self.screen
+        for node in self.nodes.values():
+            node.watcher.stop()
+        s.finish()
+        self.children.stop_all()
+        left = [c.name for c in self.children if c.running]
+        if self.registry is None and self.etcd_url is not None:
+            self._forget_cluster(self.etcd_url)
+        pids = ", ".join(str(p) for p in self.children.pids)
+        s.say(f"stopped every process (pids {pids})" if not left else f"left: {left}")
+        if self.keep_logs:
+            s.say(f"logs kept in {self.run_dir}")
+        else:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _forget_cluster(self, url: str) -> None:
+        """Delete this run's directory from a real etcd (v2), if it can."""
+        request = urllib.request.Request(
+            f"{url}/v2/keys/twistednode/{self.cluster}?recursive=true",
+            method="DELETE",
+        )
+        try:
+            urllib.request.urlopen(request, timeout=2).close()
+        except (OSError, ValueError):
+            pass  # v3-only etcd, or gone: records expire by their TTL anyway
+
+
+def _without_times(lines: Sequence[str]) -> list[str]:
+    return [line.split("after")[0] for line in lines]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The demo's command line."""
+    parser = argparse.ArgumentParser(
+        prog="python demo/cluster_demo.py",
+        description=(
+            "Start minietcd and three twistednode cluster nodes on 127.0.0.1 and "
+            "show election, join, failover and a clean leave, with measured times."
+        ),
+    )
+    parser.add_argument(
+        "--no-interactive",
+        action="store_true",
+        help="tell the story once and exit: 0 if every step held, 1 if not",
+    )
+    parser.add_argument(
+        "--etcd",
+        metavar="URL",
+        help="use this etcd (e.g. http://127.0.0.1:2379) instead of starting minietcd",
+    )
+    parser.add_argument(
+        "--etcd-api",
+        choices=("auto", "v2", "v3"),
+        help="passed to every node (default: the nodes' own default)",
+    )
+    args = parser.parse_args(argv)
+    if args.etcd is not None and not args.etcd.startswith(("http://", "https://")):
+        parser.error("--etcd must be an http:// or https:// URL")
+    if args.etcd is not None:
+        args.etcd = args.etcd.rstrip("/")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; the exit status (130 after Ctrl-C, 128+N after signal N)."""
+    args = parse_args(argv)
+    screen = Screen.for_stream(sys.stdout)
+    demo = Demo(screen, args.etcd, args.etcd_api)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
+    code = 1
+    try:
+        code = demo.run(interactive=not args.no_interactive)
+    except KeyboardInterrupt:
+        code = 130
+        screen.say("\ninterrupted: stopping every process")
+    except Terminated as e:
+        code = 128 + e.signum
+        screen.say(f"\ngot {signal.Signals(e.signum).name}: stopping every process")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        demo.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
