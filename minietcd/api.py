@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 from attrs import Factory, define, field
 from klein import Klein
 from klein.resource import KleinResource
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.routing import BaseConverter
 
 from minietcd.cluster import (
@@ -68,6 +68,7 @@ _CORS = (
 _KEYS_METHODS = frozenset({b"HEAD", b"GET", b"PUT", b"POST", b"DELETE"})
 _WRITES = frozenset({b"PUT", b"POST", b"DELETE"})
 _FORM_TYPE = "application/x-www-form-urlencoded"
+_ENDPOINT = "dispatch"
 
 
 class _Everything(BaseConverter):
@@ -78,24 +79,35 @@ class _Everything(BaseConverter):
 
 
 class _KeysResource(KleinResource):
-    """Klein's resource, tolerant of paths that are not UTF-8.
+    """Klein's resource for an app whose single route takes every request.
 
-    Klein decodes its routing copy of the path (C{request.postpath}) as UTF-8 and
-    answers 400 otherwise; etcd keys may hold any bytes, and the API reads the raw
-    request line itself, so the routing copy is made decodable first.
+    The API parses the raw request line itself, so werkzeug's matching would only
+    cost time (and answer 400 to paths that are not UTF-8, which etcd keys may
+    be): the route's endpoint is run through Klein's C{execute_endpoint} directly.
+    Plain results are written at once; a Deferred result (a long poll) is
+    cancelled when the client goes away, as Klein does.
     """
 
     def render(self, request: IRequest) -> Any:
-        postpath: list[bytes] = request.postpath  # type: ignore[attr-defined]
-        try:
-            for segment in postpath:
-                segment.decode("utf-8")
-        except UnicodeDecodeError:
-            request.postpath = [  # type: ignore[attr-defined]
-                segment.decode("utf-8", "replace").encode("utf-8")
-                for segment in postpath
-            ]
-        return super().render(request)
+        result = self._app.execute_endpoint(_ENDPOINT, request, "")
+        if isinstance(result, bytes):
+            return result
+        assert isinstance(result, Deferred)
+        finished = request.notifyFinish()  # type: ignore[attr-defined]
+        finished.addErrback(lambda _: result.cancel())
+        result.addCallbacks(_written, _abandoned, callbackArgs=(request,))
+        return NOT_DONE_YET
+
+
+def _written(body: bytes, request: Request) -> None:
+    if not request.finished:
+        request.write(body)
+        request.finish()
+
+
+def _abandoned(failure: Failure) -> None:
+    if not failure.check(CancelledError):
+        KeysAPI.log.failure("a long poll failed", failure)
 
 
 class _Klein(Klein):
@@ -163,7 +175,12 @@ class KeysAPI:
 
     # -- routing -----------------------------------------------------------------
 
-    @app.route("/<everything:rest>", merge_slashes=False, strict_slashes=False)
+    @app.route(
+        "/<everything:rest>",
+        merge_slashes=False,
+        strict_slashes=False,
+        endpoint=_ENDPOINT,
+    )
     def dispatch(self, request: Request, rest: str) -> Any:
         """Answer any request, as etcd's client listener would."""
         try:
