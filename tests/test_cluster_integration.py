@@ -1,0 +1,366 @@
+"""Cluster nodes as real processes on 127.0.0.1, against minietcd and real etcd 3.4.
+
+Each test starts C{twistd -n clusternode} processes (tests/clusternodes.py) that find
+each other through the registry, and watches them from outside through C{/status}:
+convergence, one master agreed by all, fail-over after a clean stop and after a
+crash, a late joiner, a record deleted by hand, a registry restart. Every status
+sample goes to a L{MasterTimeline}, and every test ends by checking that no two nodes
+were ever provably master at the same moment.
+
+The nodes run node-discover's default intervals (hello 1 s, check 2 s, timeouts 2 s):
+the fail-over bounds below are stated in terms of them. Measured times are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.clusternodes import (
+    DEFAULT_TIMERS,
+    ClusterNodeProcess,
+    ClusterWait,
+    MasterTimeline,
+    NodeView,
+    agreed_master_of,
+    all_see_all,
+    start_nodes,
+    stop_nodes,
+    wait_for_cluster,
+)
+from tests.servers import MiniEtcdProcess, RealEtcd, shared_minietcd, shared_real_etcd
+
+if TYPE_CHECKING:
+    _Base = SynchronousTestCase
+else:
+    _Base = object
+
+TIMERS = DEFAULT_TIMERS
+#: Bound for things that take a few hundred milliseconds on an idle machine.
+SETTLE = 15.0
+#: Head-room on top of the designed fail-over bounds, for a loaded CI machine.
+HEADROOM = 1.0
+
+
+def report(what: str, seconds: float) -> None:
+    """Print one measured time (the report collects these lines)."""
+    print(f"\n    [timing] {what}: {seconds * 1000:.0f} ms", flush=True)
+
+
+def heaviest(views: list[NodeView], weights: dict[str, float]) -> str:
+    """The id our election rules make master: highest weight, then smallest id."""
+    return min((v.id for v in views), key=lambda i: (-weights[i], i))
+
+
+def registered(views: list[NodeView], ids: set[str]) -> bool:
+    """Every view sees every other id, learned from the registry."""
+    return all_see_all(views, ids) and all(
+        v.sources.get(other) == "registry" for v in views for other in ids - {v.id}
+    )
+
+
+class _Scenarios(_Base):
+    """The scenarios, run against the registry the concrete class provides."""
+
+    url: str
+
+    def registry_url(self) -> str:
+        """Start (or share) the registry for one test; return its URL."""
+        raise NotImplementedError
+
+    def setUp(self) -> None:
+        self.url = self.registry_url()
+        self.cluster = f"it-{uuid.uuid4().hex[:12]}"
+        self.timeline = MasterTimeline()
+        self.addCleanup(self.assert_never_two_masters)
+
+    def assert_never_two_masters(self) -> None:
+        """No sample proves two masters at one moment (checked after every test)."""
+        overlaps = self.timeline.overlaps()
+        self.assertEqual(
+            overlaps,
+            [],
+            f"{len(overlaps)} proven overlaps in a timeline of "
+            f"{self.timeline.sample_count} samples",
+        )
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def start(self, count: int) -> list[ClusterNodeProcess]:
+        nodes = start_nodes(count, etcd=self.url, cluster=self.cluster, timers=TIMERS)
+        self.addCleanup(stop_nodes, nodes)
+        return nodes
+
+    def weights(self, nodes: list[ClusterNodeProcess]) -> dict[str, float]:
+        return {n.id: float(n.status()["self"]["weight"]) for n in nodes}
+
+    def converged(self, nodes: list[ClusterNodeProcess]) -> ClusterWait:
+        """Wait until all see all through the registry and agree on one master."""
+        ids = {n.id for n in nodes}
+        return wait_for_cluster(
+            nodes,
+            lambda vs: registered(vs, ids) and agreed_master_of(vs) is not None,
+            SETTLE,
+            "a converged cluster with one agreed master",
+            timeline=self.timeline,
+        )
+
+    def key_url(self, node_id: str) -> str:
+        return f"{self.url}/v2/keys/twistednode/{self.cluster}/members/{node_id}"
+
+    def created_index(self, node_id: str) -> int | None:
+        """The createdIndex of a node's record, or None if there is none."""
+        try:
+            with urllib.request.urlopen(self.key_url(node_id), timeout=2) as r:
+                body: Any = json.load(r)
+        except urllib.error.HTTPError as e:
+            e.close()
+            if e.code == 404:
+                return None
+            raise
+        index = body["node"]["createdIndex"]
+        assert isinstance(index, int)
+        return index
+
+    def delete_record(self, node_id: str) -> None:
+        request = urllib.request.Request(self.key_url(node_id), method="DELETE")
+        with urllib.request.urlopen(request, timeout=2) as r:
+            r.read()
+
+    # -- the scenarios ----------------------------------------------------------------
+
+    def test_three_nodes_converge_and_elect_one_master(self) -> None:
+        """Three nodes see each other via the registry and agree on the heaviest."""
+        nodes = self.start(3)
+        ids = {n.id for n in nodes}
+        first_launch = min(n.launched_at or 0.0 for n in nodes)
+        mesh = wait_for_cluster(
+            nodes,
+            lambda vs: registered(vs, ids),
+            SETTLE,
+            "every node seeing the other two",
+            timeline=self.timeline,
+        )
+        done = self.converged(nodes)
+        master = agreed_master_of(done.views)
+        assert master is not None
+        slowest = max((n.ready_at or 0.0) for n in nodes)
+        report("spawn -> every node answers /status", slowest - first_launch)
+        report("spawn -> full mesh", mesh.at - first_launch)
+        report("spawn -> one agreed master", done.at - first_launch)
+        self.assertEqual(master, heaviest(done.views, self.weights(nodes)))
+        (view,) = [v for v in done.views if v.id == master]
+        # The early election (membership.py): promoted before node-discover's first
+        # check, one check_interval after the bind, which is after startedAt.
+        assert view.uptime is not None
+        report("master's uptime when first seen agreed", view.uptime)
+        self.assertLess(view.uptime, TIMERS.check_interval)
+
+    def join(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
+        """Start one more node; check every node sees it soon after it registered."""
+        master = agreed_master_of(self.converged(nodes).views)
+        late = ClusterNodeProcess(etcd=self.url, cluster=self.cluster, timers=TIMERS)
+        self.addCleanup(late.stop)
+        late.launch()
+        everyone = [*nodes, late]
+        ids = {n.id for n in everyone}
+        deadline = time.monotonic() + SETTLE
+        while self.created_index(late.id) is None:
+            self.assertTrue(late.running, late.describe())
+            self.assertLess(time.monotonic(), deadline, late.describe())
+            time.sleep(0.002)
+        registered_at = time.monotonic()
+        done = wait_for_cluster(
+            everyone,
+            lambda vs: registered(vs, ids),
+            SETTLE,
+            "all four seeing each other",
+            timeline=self.timeline,
+        )
+        report("new node registered -> seen by all", done.at - registered_at)
+        report("new node spawned -> seen by all", done.at - (late.launched_at or 0))
+        # At once: the registry makes every node greet it, not at the next hello.
+        self.assertLess(done.at - registered_at, TIMERS.hello_interval)
+        # No preemption: the master stays (the newcomer is the youngest anyway).
+        self.assertEqual(agreed_master_of(self.converged(everyone).views), master)
+        return everyone
+
+    def clean_stop(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
+        """SIGTERM the master; the survivors must agree on the next within 1 s."""
+        old = agreed_master_of(self.converged(nodes).views)
+        (stopping,) = [n for n in nodes if n.id == old]
+        survivors = [n for n in nodes if n is not stopping]
+        weights = self.weights(survivors)
+        started = time.monotonic()
+        stopping.signal()
+        after = wait_for_cluster(
+            survivors,
+            lambda vs: agreed_master_of(vs) not in (None, old),
+            SETTLE,
+            "a new agreed master after a clean stop",
+            timeline=self.timeline,
+        )
+        elapsed = after.at - started
+        report("SIGTERM of master -> new master agreed", elapsed)
+        self.assertEqual(agreed_master_of(after.views), heaviest(after.views, weights))
+        self.assertLess(elapsed, 1.0)
+        # twistd re-raises the signal that stopped it, after a clean shutdown.
+        self.assertIn(stopping.wait_exit(), (0, -signal.SIGTERM))
+        self.assertIn("Server Shut Down", stopping.output())
+        wait_for_cluster(
+            survivors,
+            lambda vs: all(old not in v.members for v in vs),
+            SETTLE,
+            "the stopped master gone from every survivor",
+            timeline=self.timeline,
+        )
+        self.assertIsNone(self.created_index(stopping.id))
+        return survivors
+
+    def crash(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
+        """SIGKILL the master; a new one must be agreed within the master timeout."""
+        old = agreed_master_of(self.converged(nodes).views)
+        (crashing,) = [n for n in nodes if n.id == old]
+        survivors = [n for n in nodes if n is not crashing]
+        weights = self.weights(survivors)
+        started = time.monotonic()
+        crashing.kill()
+        after = wait_for_cluster(
+            survivors,
+            lambda vs: agreed_master_of(vs) not in (None, old),
+            SETTLE,
+            "a new agreed master after a crash",
+            timeline=self.timeline,
+        )
+        elapsed = after.at - started
+        report("SIGKILL of master -> new master agreed", elapsed)
+        self.assertEqual(agreed_master_of(after.views), heaviest(after.views, weights))
+        self.assertLessEqual(elapsed, TIMERS.master_timeout + HEADROOM)
+        # Its record stays until the TTL: a crash says no goodbye.
+        self.assertIsNotNone(self.created_index(crashing.id))
+        return survivors
+
+    def test_join_then_clean_stop_then_crash_of_master(self) -> None:
+        """A joiner is seen at once; then a stopped and a crashed master fail over."""
+        nodes = self.start(3)
+        nodes = self.join(nodes)
+        nodes = self.clean_stop(nodes)
+        self.assertEqual(len(self.crash(nodes)), 2)
+
+    def test_record_deleted_by_hand_is_created_again(self) -> None:
+        """A record deleted by hand is written again by its node; nothing else moves."""
+        nodes = self.start(3)
+        ids = {n.id for n in nodes}
+        master = agreed_master_of(self.converged(nodes).views)
+        assert master is not None
+        old_index = self.created_index(master)
+        assert old_index is not None
+        started = time.monotonic()
+        self.delete_record(master)
+        wait_for_cluster(
+            nodes,
+            lambda vs: (
+                (self.created_index(master) or 0) > old_index
+                and agreed_master_of(vs) == master
+                and all_see_all(vs, ids)
+            ),
+            SETTLE,
+            "the record created again, the same master meanwhile",
+            timeline=self.timeline,
+        )
+        report("record deleted -> created again", time.monotonic() - started)
+        done = self.converged(nodes)
+        self.assertEqual(agreed_master_of(done.views), master)
+        (deleted,) = [n for n in nodes if n.id == master]
+        counters = deleted.status()["registry"]["counters"]
+        self.assertGreaterEqual(counters["recreations"], 1)
+
+    def test_registry_restart_keeps_cluster_and_nodes_register_again(self) -> None:
+        """Nothing changes while the registry is down; then all nodes register again."""
+        nodes = self.start(3)
+        ids = {n.id for n in nodes}
+        master = agreed_master_of(self.converged(nodes).views)
+
+        def unchanged(views: list[NodeView]) -> bool:
+            self.assertTrue(all_see_all(views, ids), views)
+            self.assertEqual(agreed_master_of(views), master, views)
+            return True
+
+        def unreachable(views: list[NodeView]) -> bool:
+            unchanged(views)
+            return all(n.status()["registry"]["state"] == "unreachable" for n in nodes)
+
+        self.stop_registry()
+        down = wait_for_cluster(
+            nodes, unreachable, SETTLE, "every node noticing", timeline=self.timeline
+        )
+        # Keep watching for longer than a master timeout without the registry.
+        while time.monotonic() < down.at + TIMERS.master_timeout + 0.5:
+            wait_for_cluster(nodes, unchanged, SETTLE, timeline=self.timeline)
+        started = time.monotonic()
+        self.start_registry()
+
+        def back(views: list[NodeView]) -> bool:
+            unchanged(views)
+            return registered(views, ids) and all(
+                self.created_index(i) is not None for i in ids
+            )
+
+        wait_for_cluster(
+            nodes, back, 30.0, "every node registered again", timeline=self.timeline
+        )
+        report(
+            "registry back -> every node registered again", time.monotonic() - started
+        )
+
+    def stop_registry(self) -> None:
+        """Stop the registry of this test (keeping its port)."""
+        raise NotImplementedError
+
+    def start_registry(self) -> None:
+        """Start the registry again on the same port."""
+        raise NotImplementedError
+
+
+class MiniEtcdClusterTests(_Scenarios, SynchronousTestCase):
+    """The scenarios against minietcd (a twistd process of our own)."""
+
+    def registry_url(self) -> str:
+        if self._testMethodName.startswith("test_registry_restart"):
+            self.etcd = MiniEtcdProcess().start()
+            self.addCleanup(self.etcd.stop)
+            return self.etcd.url
+        return shared_minietcd().url
+
+    def stop_registry(self) -> None:
+        self.etcd.terminate()
+
+    def start_registry(self) -> None:
+        """A new minietcd on the same port: empty, so every record must come back."""
+        self.etcd = MiniEtcdProcess(port=self.etcd.port).start()
+        self.addCleanup(self.etcd.stop)
+
+
+class RealEtcdClusterTests(_Scenarios, SynchronousTestCase):
+    """The scenarios against real etcd 3.4 with the v2 API enabled."""
+
+    def registry_url(self) -> str:
+        if self._testMethodName.startswith("test_registry_restart"):
+            self.etcd = RealEtcd().start()
+            self.addCleanup(self.etcd.stop)
+            return self.etcd.url
+        return shared_real_etcd().url
+
+    def stop_registry(self) -> None:
+        self.etcd.terminate()
+
+    def start_registry(self) -> None:
+        """The same member again, with its data dir: the records may have expired."""
+        self.etcd.start()
