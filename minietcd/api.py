@@ -25,9 +25,11 @@ from werkzeug.routing import BaseConverter
 
 from minietcd.cluster import (
     Cluster,
+    MemberRequestError,
     hex_id,
     machines_text,
     message_json,
+    parse_peer_urls,
     store_stats_json,
     version_json,
 )
@@ -69,6 +71,9 @@ _KEYS_METHODS = frozenset({b"HEAD", b"GET", b"PUT", b"POST", b"DELETE"})
 _WRITES = frozenset({b"PUT", b"POST", b"DELETE"})
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _ENDPOINT = "dispatch"
+_SINGLE_MEMBER = (
+    "minietcd is a single-member cluster: members cannot be added or removed"
+)
 
 
 class _Everything(BaseConverter):
@@ -113,6 +118,14 @@ def _abandoned(failure: Failure) -> None:
 class _Klein(Klein):
     def resource(self) -> KleinResource:
         return _KeysResource(self)
+
+
+def parse_uint_hex(text: str) -> int | None:
+    """Go's C{strconv.ParseUint(text, 16, 64)} (member IDs)."""
+    if not text or not text.isascii() or text.strip("0123456789abcdefABCDEF"):
+        return None
+    value = int(text, 16)
+    return value if value < 1 << 64 else None
 
 
 def _html_escape(text: str) -> str:
@@ -489,32 +502,42 @@ class KeysAPI:
                 return self._body(request, self.cluster.leader_json(self.client_urls))
             return self._message(request, 404, "Not found")
         if method == b"POST":
-            return self._membership_change(request)
+            return self._membership_change(request, None)
         if rest == "":
             return self._plain(request, 405, b"Method Not Allowed\n")
-        try:
-            wanted = int(rest, 16) if rest.isascii() and rest.isalnum() else -1
-        except ValueError:
-            wanted = -1
-        if wanted != self.cluster.member_id:
+        wanted = parse_uint_hex(rest)
+        if wanted is None:
             return self._message(request, 404, f"No such member: {rest}")
-        return self._membership_change(request)
+        if method == b"DELETE":
+            if wanted != self.cluster.member_id:
+                return self._message(request, 404, f"No such member: {rest}")
+            return self._message(request, 501, _SINGLE_MEMBER)
+        return self._membership_change(request, wanted)
 
-    def _membership_change(self, request: Request) -> bytes:
-        content_type = request.getHeader(b"content-type") or b""
-        if request.method != b"DELETE":
-            ctype = content_type.decode("latin-1")
-            if ";" in ctype:
-                ctype = ctype[: ctype.index(";")].strip().lower()
-            if ctype != "application/json":
-                return self._message(
-                    request, 415, f"Bad Content-Type {ctype}, accept application/json"
-                )
-        return self._message(
-            request,
-            501,
-            "minietcd is a single-member cluster: membership changes are not supported",
-        )
+    def _membership_change(self, request: Request, wanted: int | None) -> bytes:
+        """POST (add, C{wanted} None) or PUT (update C{wanted}'s peer URLs)."""
+        ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+        if ";" in ctype:
+            ctype = ctype[: ctype.index(";")].strip().lower()
+        if ctype != "application/json":
+            return self._message(
+                request, 415, f"Bad Content-Type {ctype}, accept application/json"
+            )
+        content = request.content
+        body = content.read() if content is not None else b""
+        try:
+            peer_urls = parse_peer_urls(body)
+        except MemberRequestError as error:
+            return self._message(request, 400, str(error))
+        if wanted is None:
+            return self._message(request, 501, _SINGLE_MEMBER)
+        if wanted != self.cluster.member_id:
+            return self._message(request, 404, f"No such member: {wanted:x}")
+        # Updating this member's own peer URLs changes only what it reports.
+        self.cluster.peer_urls = peer_urls
+        request.setResponseCode(204)
+        request.defaultContentType = None
+        return b""
 
     # -- plain responses -----------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 from attrs import define, field
 
@@ -164,3 +165,47 @@ def version_json() -> bytes:
 def message_json(message: str) -> bytes:
     """etcd's C{httptypes.HTTPError} body, e.g. C{{"message":"Not found"}}."""
     return go_json({"message": message})
+
+
+class MemberRequestError(ValueError):
+    """A rejected members-API request body; C{str()} is etcd's message."""
+
+
+def parse_peer_urls(body: bytes) -> list[str]:
+    """The C{peerURLs} of a member add/update body, validated as etcd does
+    (C{types.NewURLs}); raise L{MemberRequestError} with etcd's wording."""
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        text = body.decode("utf-8", "replace").strip()
+        pos = getattr(error, "pos", len(text))
+        if not text or pos >= len(body.rstrip()):
+            raise MemberRequestError("unexpected end of JSON input") from None
+        bad = body.decode("utf-8", "replace")[pos]
+        raise MemberRequestError(
+            f"invalid character {bad!r} looking for beginning of value"
+        ) from None
+    urls = document.get("peerURLs") if isinstance(document, dict) else None
+    if urls is not None and not (
+        isinstance(urls, list) and all(isinstance(url, str) for url in urls)
+    ):
+        raise MemberRequestError("json: cannot unmarshal peerURLs")
+    if not urls:
+        raise MemberRequestError("no valid URLs given")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "unix", "unixs"):
+            raise MemberRequestError(
+                f"URL scheme must be http, https, unix, or unixs: {url}"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is None or not parts.hostname and not parts.netloc.startswith(":"):
+            raise MemberRequestError(
+                f'URL address does not have the form "host:port": {url}'
+            )
+        if parts.path:
+            raise MemberRequestError(f"URL must not contain a path: {url}")
+    return sorted(urls)

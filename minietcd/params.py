@@ -154,29 +154,110 @@ def parse_query(raw: bytes, into: Form) -> str | None:
     return error
 
 
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
+_SPACE = " \t\n\v\f\r"
+
+
+def _token(text: str) -> tuple[str, str]:
+    """Go's mime C{consumeToken}: the leading token of C{text} and the rest."""
+    for index, char in enumerate(text):
+        if not (" " < char < "\x7f") or char in _TSPECIALS:
+            return text[:index], text[index:]
+    return text, ""
+
+
+def _value(text: str) -> tuple[str, str]:
+    """Go's mime C{consumeValue}: a token or a quoted string."""
+    if not text.startswith('"'):
+        return _token(text)
+    out: list[str] = []
+    index = 1
+    while index < len(text):
+        char = text[index]
+        if char == '"':
+            return "".join(out), text[index + 1 :]
+        if char == "\\" and index + 1 < len(text) and text[index + 1] in '\\"':
+            index += 1
+            char = text[index]
+        elif char in "\r\n":
+            break
+        out.append(char)
+        index += 1
+    return "", text
+
+
+def parse_media_type(content_type: bytes | None) -> tuple[str, str | None]:
+    """Go's C{mime.ParseMediaType} as C{ParseForm} uses it: the lower-cased media
+    type and the error text, if any (an absent header is octet-stream)."""
+    text = (content_type or b"application/octet-stream").decode("latin-1")
+    base, _, params = text.partition(";")
+    media = base.strip(_SPACE).lower()
+    kind, rest = _token(media)
+    if not kind:
+        return "", "mime: no media type"
+    if rest:
+        if not rest.startswith("/"):
+            return "", "mime: expected slash after first token"
+        subtype, rest = _token(rest[1:])
+        if not subtype:
+            return "", "mime: expected token after slash"
+        if rest:
+            return "", "mime: unexpected content after media subtype"
+    rest = text[len(base) :]
+    seen: set[str] = set()
+    while rest.lstrip(_SPACE):
+        rest = rest.lstrip(_SPACE)
+        name, value, after = _media_param(rest)
+        if not name:
+            if rest.strip(_SPACE) == ";":
+                break
+            return media, "mime: invalid media parameter"
+        if name in seen:
+            return "", "mime: duplicate parameter name"
+        seen.add(name)
+        rest = after
+    return media, None
+
+
+def _media_param(text: str) -> tuple[str, str, str]:
+    rest = text.lstrip(_SPACE)
+    if not rest.startswith(";"):
+        return "", "", text
+    name, rest = _token(rest[1:].lstrip(_SPACE))
+    if not name:
+        return "", "", text
+    rest = rest.lstrip(_SPACE)
+    if not rest.startswith("="):
+        return "", "", text
+    rest = rest[1:].lstrip(_SPACE)
+    value, after = _value(rest)
+    if not value and after == rest:
+        return "", "", text
+    return name.lower(), value, after
+
+
 def media_type(content_type: bytes | None) -> str:
     """The lower-cased media type of a Content-Type header value."""
-    if not content_type:
-        return "application/octet-stream"
-    return content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+    return parse_media_type(content_type)[0]
 
 
 def parse_form(
     method: str, raw_query: bytes, content_type: bytes | None, body: bytes | None
 ) -> Form:
-    """Go's C{ParseForm}: a form body (PUT/POST/PATCH, urlencoded) first, then the
-    query. Raise 210 with Go's error text when either is malformed."""
+    """Go's C{ParseForm}: for PUT/POST/PATCH the Content-Type is parsed and an
+    urlencoded body read first, then the query. Raise 210 with Go's error text
+    when any of them is malformed."""
     form: Form = {}
     error: str | None = None
-    if (
-        body is not None
-        and method in ("POST", "PUT", "PATCH")
-        and media_type(content_type) == "application/x-www-form-urlencoded"
-    ):
-        if len(body) > MAX_FORM_BYTES:
-            error = "http: POST too large"
-        else:
-            error = parse_query(body, form)
+    if method in ("POST", "PUT", "PATCH"):
+        media, error = parse_media_type(content_type)
+        if media == "application/x-www-form-urlencoded":
+            body = body or b""
+            if len(body) > MAX_FORM_BYTES:
+                raise EtcdError(INVALID_FORM, "http: POST too large")
+            body_error = parse_query(body, form)
+            if error is None:
+                error = body_error
     if raw_query:
         query_error = parse_query(raw_query, form)
         if error is None:

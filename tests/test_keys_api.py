@@ -356,6 +356,18 @@ class BadInputTests(APITestCase):
         self.assertEqual(self.call("GET", "/v2/keys/k").json["node"]["value"], "v")
         self.assertEqual(self.store.index, 4)
 
+    def test_malformed_content_type(self) -> None:
+        """A malformed Content-Type on a PUT is Go's ParseForm error, 210."""
+        response = self.successResultOf(
+            self.stub.put(
+                BASE + "/v2/keys/k",
+                data=b"value=v",
+                headers={b"Content-Type": [FORM[b"Content-Type"][0] + b"; charset"]},
+            )
+        )
+        answer = Answer(response, self.successResultOf(content(response)))
+        self.assertError(answer, 400, 210, "mime: invalid media parameter", 0)
+
     def test_non_form_body_ignored(self) -> None:
         """A body that is not a form is not read: the value is empty."""
         answer = self.call("PUT", "/v2/keys/k", b"value=v", form=False)
@@ -671,20 +683,55 @@ class ClusterEndpointTests(APITestCase):
             (missing.code, missing.body), (404, b'{"message":"Not found"}')
         )
 
-    def test_member_changes_refused(self) -> None:
-        """Membership changes: content type checked, then refused (single member)."""
+    def test_member_changes(self) -> None:
+        """Member requests are validated as etcd does; adding or removing a member
+        is refused (501), updating our own peer URLs is done (204)."""
         wrong = self.call("POST", "/v2/members", b"x", form=False)
         self.assertEqual(
             (wrong.code, wrong.json["message"]),
             (415, "Bad Content-Type , accept application/json"),
         )
+        self.assertEqual(
+            self.member_call("POST", "", b"").json,
+            {"message": "unexpected end of JSON input"},
+        )
+        self.assertEqual(
+            self.member_call("POST", "", b"{}").json, {"message": "no valid URLs given"}
+        )
+        added = self.member_call("POST", "", b'{"peerURLs":["http://10.0.0.2:2380"]}')
+        self.assertEqual(added.code, 501)
         own = f"{self.api.cluster.member_id:x}"
         self.assertEqual(self.call("DELETE", "/v2/members/" + own).code, 501)
         self.assertEqual(
             self.call("DELETE", "/v2/members/1234").json,
             {"message": "No such member: 1234"},
         )
+        self.assertEqual(self.call("DELETE", "/v2/members/xyz").code, 404)
         self.assertEqual(self.call("DELETE", "/v2/members").code, 405)
+        moved = self.member_call("PUT", own, b'{"peerURLs":["http://10.0.0.1:2380"]}')
+        self.assertEqual((moved.code, moved.body), (204, b""))
+        [member] = self.call("GET", "/v2/members").json["members"]
+        self.assertEqual(member["peerURLs"], ["http://10.0.0.1:2380"])
+        self.assertEqual(member["id"], own)
+        other = self.member_call("PUT", "1234", b'{"peerURLs":["http://a:1"]}')
+        self.assertEqual(other.json, {"message": "No such member: 1234"})
+        bad = self.member_call("PUT", own, b'{"peerURLs":["http://a:1/path"]}')
+        self.assertEqual(
+            (bad.code, bad.json["message"]),
+            (400, "URL must not contain a path: http://a:1/path"),
+        )
+
+    def member_call(self, method: str, member: str, body: bytes) -> Answer:
+        """A members request with a JSON body."""
+        response = self.successResultOf(
+            self.stub.request(
+                method,
+                BASE + "/v2/members/" + member,
+                data=body,
+                headers={b"Content-Type": [b"application/json"]},
+            )
+        )
+        return Answer(response, self.successResultOf(content(response)))
 
     def test_machines(self) -> None:
         """/v2/machines joins the client URLs with ", " as text/plain."""

@@ -16,6 +16,7 @@ from minietcd.params import (
     parse_bool,
     parse_form,
     parse_key_request,
+    parse_media_type,
     parse_query,
     parse_uint,
     unescape,
@@ -117,6 +118,35 @@ class FormTests(SynchronousTestCase):
             parse_form("POST", b"", FORM + b"; charset=UTF-8", b"value=x"),
             {"value": ["x"]},
         )
+
+    def test_parse_media_type(self) -> None:
+        """Content-Type is parsed as Go's mime.ParseMediaType, errors and all."""
+        cases = [
+            (None, "application/octet-stream", None),
+            (b"", "application/octet-stream", None),
+            (b"foo", "foo", None),
+            (b"Text/Plain ; q = 1", "text/plain", None),
+            (FORM + b";", FORM.decode(), None),
+            (FORM + b'; a="b\\"c"', FORM.decode(), None),
+            (FORM + b"; charset", FORM.decode(), "mime: invalid media parameter"),
+            (b"a/b;;", "a/b", "mime: invalid media parameter"),
+            (b"foo bar", "", "mime: expected slash after first token"),
+            (b"a/", "", "mime: expected token after slash"),
+            (b"a/b c", "", "mime: unexpected content after media subtype"),
+            (b"a/b; x=1; X=2", "", "mime: duplicate parameter name"),
+            (b" ", "", "mime: no media type"),
+        ]
+        for header, media, error in cases:
+            self.assertEqual(parse_media_type(header), (media, error), header)
+
+    def test_malformed_content_type_is_210(self) -> None:
+        """A malformed Content-Type on PUT/POST fails the form; GET ignores it."""
+        with self.assertRaises(EtcdError) as caught:
+            parse_form("PUT", b"", b"foo bar", b"value=x")
+        self.assertEqual(
+            caught.exception.cause, "mime: expected slash after first token"
+        )
+        self.assertEqual(parse_form("GET", b"a=1", b"foo bar", None), {"a": ["1"]})
 
     def test_media_type(self) -> None:
         """The media type is the lower-cased part before any parameter."""
