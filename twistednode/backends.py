@@ -40,7 +40,7 @@ from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool, readBody
+from twisted.web.client import HTTPConnectionPool
 
 from twistednode.backend import (
     BackendError,
@@ -55,7 +55,7 @@ from twistednode.etcdv2 import (
     EtcdV2Backend,
     EtcdV2Client,
 )
-from twistednode.etcdv3 import Credentials, EtcdV3Client
+from twistednode.etcdv3 import Credentials, EtcdV3Client, read_body
 from twistednode.tlsconfig import ClientTLS, http_client
 from twistednode.v3backend import EtcdV3Backend
 
@@ -252,18 +252,17 @@ class SelectedBackend:
 
         def done(result: Chosen | BaseException) -> None:
             self._probe = None
+            if not isinstance(result, BaseException) and self._backend is None:
+                try:
+                    self.choose(result)
+                except ValueError as e:
+                    result = BackendError(str(e))
             waiters, self._waiters = self._waiters, []
             if isinstance(result, BaseException):
                 for waiter in waiters:
                     if not waiter.called:
                         waiter.errback(result)
                 return
-            if self._backend is None:
-                try:
-                    self.choose(result)
-                except ValueError as e:
-                    done(BackendError(str(e)))
-                    return
             for waiter in waiters:
                 if not waiter.called:
                     waiter.callback(None)
@@ -299,7 +298,7 @@ class SelectedBackend:
             headers={"Content-Type": ["application/json"]},
             allow_redirects=False,
         )
-        d.addCallback(lambda response: _status_and_body(response))
+        d.addCallback(read_body)
 
         def timed_out(result: object, seconds: float) -> object:
             raise EtcdTimeout(url, seconds)
@@ -322,8 +321,3 @@ class SelectedBackend:
 
 class _NoAnswer(Exception):
     """A member answered the probe with something that decides nothing."""
-
-
-def _status_and_body(response: Any) -> Deferred[tuple[int, bytes]]:
-    d = readBody(response)
-    return d.addCallback(lambda body: (int(response.code), body))

@@ -248,7 +248,8 @@ class _Body(Protocol):
             self.done.errback(reason)
 
 
-def _read(response: IResponse) -> Deferred[tuple[int, bytes]]:
+def read_body(response: IResponse) -> Deferred[tuple[int, bytes]]:
+    """The status and whole body (at most C{MAX_BODY} bytes, else ValueError)."""
     body = _Body()
     response.deliverBody(body)
     return body.done.addCallback(lambda raw: (response.code, raw))
@@ -375,7 +376,7 @@ class EtcdV3Client:
 
         async def accept(url: str, response: IResponse) -> str:
             if response.code != 200:
-                status, raw = await _read(response)
+                status, raw = await read_body(response)
                 interpret(status, raw, url)
                 raise EtcdBadResponse(f"HTTP {status}", status, "", url)
             lines._url = url
@@ -386,7 +387,7 @@ class EtcdV3Client:
         return url
 
     async def _read_answer(self, url: str, response: IResponse) -> dict[str, Any]:
-        d = _read(response)
+        d = read_body(response)
         d.addTimeout(self.request_timeout, self._reactor, _timed_out(url))
         try:
             status, raw = await d
