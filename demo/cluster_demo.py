@@ -18,6 +18,7 @@ error, or even SIGKILL of the demo (its children get SIGKILL from the kernel).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -31,6 +32,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+
+# What the nodes need: they run with this Python, but not with the path set below.
+MISSING = [m for m in ("twisted", "twistednode") if importlib.util.find_spec(m) is None]
 
 if not __package__:
     # Run as a script (python demo/cluster_demo.py): make the demo package importable.
@@ -305,7 +309,7 @@ class Demo:
         """Redraw the live block: the table and a progress line."""
         if not self.screen.live:
             return
-        block = [""] + self.table()
+        block = [""] + self.table() if self.nodes else []
         if progress is not None:
             spinner = self.screen.symbols.spinner
             frame = spinner[int(time.monotonic() * 10) % len(spinner)]
@@ -475,7 +479,7 @@ class Demo:
             failover,
             "SIGKILL",
             f"{self.label(new_master)} {star} is the new master; {victim.name} sent no "
-            f"goodbye, so it was timed out after {NODE_TIMEOUT:.0f} s of silence",
+            f"goodbye and was timed out ({NODE_TIMEOUT:.0f} s of silence)",
         )
         victim.child.wait(EXIT_TIMEOUT)
 
@@ -515,8 +519,8 @@ class Demo:
             left,
             "SIGTERM",
             f"{' and '.join(others)} saw {leaver.name}'s goodbye; "
-            f"{self.label(new_master)} stays master; {leaver.name} exited "
-            f"{fmt(exited)} after the signal",
+            f"{self.label(new_master)} stays master; {leaver.name} exited after "
+            f"{fmt(exited)}",
         )
 
     # -- running it ----------------------------------------------------------------
@@ -539,6 +543,7 @@ class Demo:
             self.keep_logs = True
             if e.step is None:
                 s.say(s.style(f"Could not start: {e.message}", RED, BOLD))
+                return code
             else:
                 number = STEPS.index(e.step) + 1
                 s.say(s.style(f"{s.symbols.failed} {number}. {e.step}", RED, BOLD))
@@ -555,7 +560,7 @@ class Demo:
         for node in self.nodes.values():
             if node.child.running:
                 s.say(f"  {node.name}: {node.page}")
-        s.say("The cluster keeps running; open a page above. Ctrl-C stops everything.")
+        s.say("The cluster keeps running: open a page above. Ctrl-C stops everything.")
         shown: list[str] = []
         version = -1
         while True:
@@ -573,6 +578,7 @@ class Demo:
         s = self.screen
         for node in self.nodes.values():
             node.watcher.stop()
+        self.draw()
         s.finish()
         self.children.stop_all()
         left = [c.name for c in self.children if c.running]
@@ -636,6 +642,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; the exit status (130 after Ctrl-C, 128+N after signal N)."""
     args = parse_args(argv)
+    if MISSING:
+        print(
+            f"{sys.executable} cannot import {' and '.join(MISSING)}, which the nodes "
+            "need; install the project first:  python -m pip install -e .",
+            file=sys.stderr,
+        )
+        return 2
     screen = Screen.for_stream(sys.stdout)
     demo = Demo(screen, args.etcd, args.etcd_api)
     for signum in (signal.SIGTERM, signal.SIGHUP):

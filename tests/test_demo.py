@@ -1,0 +1,334 @@
+"""
+The demo (``python demo/cluster_demo.py``) as a user runs it: a subprocess whose
+output is read as text. The story must hold with minietcd and with a real etcd 3.4,
+and however the demo ends (SIGTERM, Ctrl-C, even SIGKILL) none of the processes it
+started may be left.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.servers import RealEtcd, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "demo" / "cluster_demo.py"
+
+STEPS = (
+    ("the cluster forms", "spawn"),
+    ("one master is elected", "spawn"),
+    ("a fourth node joins", "spawn"),
+    ("the master is killed, a new one is elected", "SIGKILL"),
+    ("a node stops cleanly, the others see it leave", "SIGTERM"),
+)
+
+#: Bounds for a whole story on a loaded machine (the demo's own are smaller).
+STORY_TIMEOUT = 300.0
+EVENT_TIMEOUT = 120.0
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_test() -> None:
+    """In the demo's process: SIGKILL it if the test process dies."""
+    _LIBC.prctl(1, signal.SIGKILL)
+
+
+def demo_env() -> dict[str, str]:
+    """The environment the demo runs in: UTF-8 output, no colour."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", NO_COLOR="1")
+    env.pop("TERM", None)
+    return env
+
+
+def step_times(output: str) -> list[float]:
+    """The measured time of every step line that passed, in seconds."""
+    times = []
+    for number, (title, since) in enumerate(STEPS, 1):
+        match = re.search(
+            rf"(?m)^✔ {number}\. {re.escape(title)} \.+ +([0-9.]+) (ms|s) "
+            rf"after {since}$",
+            output,
+        )
+        if match is None:
+            raise AssertionError(f"step {number} ({title}) did not pass:\n{output}")
+        value = float(match.group(1))
+        times.append(value / 1000 if match.group(2) == "ms" else value)
+    return times
+
+
+def started(output: str) -> dict[str, int]:
+    """The pid of every process the demo says it started, by name."""
+    return {
+        name: int(pid)
+        for name, pid in re.findall(r"(?m)^started (\S+): pid (\d+),", output)
+    }
+
+
+def cluster_name(output: str) -> str:
+    """The demo's unique cluster name, from its first line."""
+    match = re.search(r"cluster (demo-[0-9a-f]{8})", output)
+    assert match is not None, output
+    return match.group(1)
+
+
+def processes_mentioning(words: list[str]) -> list[str]:
+    """Live (not zombie) processes whose command line contains one of C{words}."""
+    found = []
+    for entry in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(entry + "/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(entry + "/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(word in cmdline for word in words):
+            found.append(f"{entry[6:]}: {cmdline}")
+    return found
+
+
+def assert_none_left(test: SynchronousTestCase, output: str) -> None:
+    """No process the demo started runs: by its pids and by its cluster name."""
+    for name, pid in started(output).items():
+        left = [
+            line
+            for line in processes_mentioning(["clusternode", "minietcd"])
+            if line.startswith(f"{pid}: ")
+        ]
+        test.assertEqual(left, [], f"{name} (pid {pid}) is still running")
+    test.assertEqual(processes_mentioning([cluster_name(output)]), [])
+
+
+class RunningDemo:
+    """The demo in the background, its output collected line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, str(DEMO), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=demo_env(),
+            start_new_session=True,
+            preexec_fn=_die_with_test,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            with self._changed:
+                self.lines.append(raw.decode("utf-8", "replace"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        """Everything printed so far."""
+        with self._changed:
+            return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = EVENT_TIMEOUT) -> str:
+        """Wait until the output matches C{pattern}; the output so far."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not re.search(pattern, "".join(self.lines), re.M):
+                left = deadline - time.monotonic()
+                if left <= 0 or (
+                    self.process.poll() is not None and not self._reader.is_alive()
+                ):
+                    raise AssertionError(
+                        f"no {pattern!r} in the demo's output:\n{''.join(self.lines)}"
+                    )
+                self._changed.wait(min(left, 0.5))
+            return "".join(self.lines)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the demo to exit; its exit status."""
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the demo if it still runs (test cleanup)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class DemoStoryTests(SynchronousTestCase):
+    """The story holds, end to end, and every time it prints is a real one."""
+
+    def run_story(self, *args: str) -> str:
+        """Run the demo non-interactively; assert exit 0 and every step; output."""
+        result = subprocess.run(
+            [sys.executable, str(DEMO), "--no-interactive", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=demo_env(),
+            timeout=STORY_TIMEOUT,
+            preexec_fn=_die_with_test,
+        )
+        output = result.stdout.decode("utf-8", "replace")
+        errors = result.stderr.decode("utf-8", "replace")
+        self.assertEqual(result.returncode, 0, output + errors)
+        self.assertIn("All 5 steps held.", output)
+        self.assertNotIn("\x1b[", output)
+        return output
+
+    def assert_story(self, output: str, expected: list[str]) -> None:
+        """Every step passed with plausible times; every process is gone."""
+        times = step_times(output)
+        # A crashed master cannot be timed out before its silence exceeded the
+        # node timeout (2 s) less one hello interval (1 s).
+        self.assertGreaterEqual(times[3], 1.0, output)
+        # A clean stop is seen before any timeout could have removed the node.
+        self.assertLess(times[4], 1.0, output)
+        pids = started(output)
+        self.assertEqual(sorted(pids), expected, output)
+        for name in expected[-4:]:
+            self.assertRegex(
+                output, rf"started {name}: pid \d+, page http://127\.0\.0\.1:\d+/"
+            )
+        self.assertIn(
+            "stopped every process (pids "
+            + ", ".join(str(pid) for pid in pids.values())
+            + ")",
+            output,
+        )
+        assert_none_left(self, output)
+
+    def test_story_with_minietcd(self) -> None:
+        """With the bundled minietcd, all five steps hold and nothing is left."""
+        output = self.run_story()
+        self.assert_story(output, ["minietcd", "node-1", "node-2", "node-3", "node-4"])
+        self.assertRegex(output, r"started minietcd: pid \d+, http://127\.0\.0\.1:\d+")
+
+    def test_story_with_real_etcd(self) -> None:
+        """With --etcd and a real etcd 3.4 the story holds; the run's keys go."""
+        etcd = RealEtcd().start()
+        self.addCleanup(etcd.stop)
+        output = self.run_story("--etcd", etcd.url)
+        self.assert_story(output, ["node-1", "node-2", "node-3", "node-4"])
+        self.assertIn(f"registry: etcd at {etcd.url} (etcdserver 3.4", output)
+        with urllib.request.urlopen(
+            f"{etcd.url}/v2/keys/twistednode?recursive=true", timeout=5
+        ) as response:
+            tree = json.load(response)
+        self.assertNotIn(cluster_name(output), json.dumps(tree))
+
+
+class DemoCleanupTests(SynchronousTestCase):
+    """However the demo ends, every process it started ends with it."""
+
+    def start(self, *args: str) -> RunningDemo:
+        """Start the demo in the background (killed at cleanup if still running)."""
+        demo = RunningDemo(*args)
+        self.addCleanup(demo.kill)
+        self.addCleanup(self.remove_run_dir, demo)
+        return demo
+
+    def remove_run_dir(self, demo: RunningDemo) -> None:
+        """A demo killed outright cannot remove its scratch dir: the test does."""
+        match = re.search(r"cluster (demo-[0-9a-f]{8})", demo.output)
+        if match is not None:
+            for path in glob.glob(
+                os.path.join(tempfile.gettempdir(), f"twistednode-{match.group(1)}-*")
+            ):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def test_sigterm_during_the_story(self) -> None:
+        """SIGTERM while the nodes start: exit 143, every child stopped."""
+        demo = self.start("--no-interactive")
+        demo.wait_for(r"^started node-3: pid \d+")
+        demo.process.send_signal(signal.SIGTERM)
+        self.assertEqual(demo.finish(), 128 + signal.SIGTERM, demo.output)
+        self.assertIn("got SIGTERM: stopping every process", demo.output)
+        self.assertIn("stopped every process", demo.output)
+        assert_none_left(self, demo.output)
+
+    def test_ctrl_c_after_the_story(self) -> None:
+        """Interactive mode stays up after the story; Ctrl-C ends it and them."""
+        demo = self.start()
+        output = demo.wait_for(r"^The cluster keeps running", timeout=STORY_TIMEOUT)
+        self.assertIn("All 5 steps held.", output)
+        time.sleep(0.5)
+        self.assertIsNone(demo.process.poll(), "the demo did not stay up")
+        demo.process.send_signal(signal.SIGINT)
+        self.assertEqual(demo.finish(), 130, demo.output)
+        self.assertIn("interrupted: stopping every process", demo.output)
+        assert_none_left(self, demo.output)
+
+    def test_sigkill_of_the_demo(self) -> None:
+        """Even a SIGKILL of the demo leaves nothing: the kernel kills its children."""
+        demo = self.start("--no-interactive")
+        output = demo.wait_for(r"^✔ 1\. the cluster forms")
+        demo.process.send_signal(signal.SIGKILL)
+        self.assertEqual(demo.finish(), -signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert_none_left(self, output)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+class DemoCommandLineTests(SynchronousTestCase):
+    """Bad input gets a clear message and a failing exit status, nothing else."""
+
+    def run_demo(self, *args: str) -> tuple[int, str]:
+        """Run the demo to its end; its exit status and all it printed."""
+        result = subprocess.run(
+            [sys.executable, str(DEMO), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=demo_env(),
+            timeout=60,
+            preexec_fn=_die_with_test,
+        )
+        return result.returncode, result.stdout.decode("utf-8", "replace")
+
+    def test_unreachable_etcd(self) -> None:
+        """An etcd that does not answer: exit 1 saying so, no node started."""
+        url = f"http://127.0.0.1:{free_port()}"
+        code, output = self.run_demo("--no-interactive", "--etcd", url)
+        self.assertEqual(code, 1, output)
+        self.assertIn(f"Could not start: etcd does not answer at {url}", output)
+        self.assertEqual(started(output), {})
+
+    def test_unreachable_etcd_interactive(self) -> None:
+        """Interactive mode does not stay up when there is no cluster to show."""
+        url = f"http://127.0.0.1:{free_port()}"
+        code, output = self.run_demo("--etcd", url)
+        self.assertEqual(code, 1, output)
+        self.assertNotIn("keeps running", output)
+
+    def test_not_a_url(self) -> None:
+        """--etcd must be an http(s) URL: a usage error, exit 2."""
+        code, output = self.run_demo("--etcd", "127.0.0.1:2379")
+        self.assertEqual(code, 2, output)
+        self.assertIn("--etcd must be an http:// or https:// URL", output)
