@@ -50,12 +50,11 @@ from twistednode.backend import (
     RegistryBackend,
 )
 from twistednode.etcdv2 import (
-    CONNECTION_ERRORS,
     EtcdTimeout,
     EtcdV2Backend,
     EtcdV2Client,
 )
-from twistednode.etcdv3 import Credentials, EtcdV3Client, read_body
+from twistednode.etcdv3 import LINK_ERRORS, Credentials, EtcdV3Client, read_body
 from twistednode.tlsconfig import ClientTLS, http_client
 from twistednode.v3backend import EtcdV3Backend
 
@@ -280,7 +279,7 @@ class SelectedBackend:
             except _NoAnswer as e:
                 failures.append(f"{url}: {e}")
             except Exception as e:
-                if not isinstance(e, (EtcdTimeout, *CONNECTION_ERRORS)):
+                if not isinstance(e, (EtcdTimeout, *LINK_ERRORS)):
                     raise
                 failures.append(f"{url}: {type(e).__name__}: {e}")
         raise BackendUnavailable(

@@ -30,6 +30,7 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed
 from twisted.web.client import HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
@@ -52,6 +53,15 @@ FAILED_PRECONDITION = 9
 OUT_OF_RANGE = 11
 UNAVAILABLE = 14
 UNAUTHENTICATED = 16
+
+#: Failures that mean "this member could not be reached". Beyond the v2 client's
+#: list: a POST on a pooled connection that died is not retried by Twisted (POST
+#: is not idempotent), so a request that could not be sent moves on too.
+LINK_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    RequestTransmissionFailed,
+    RequestNotSent,
+)
 
 #: Messages that mean "get a new token and try again".
 _TOKEN_PROBLEMS = ("invalid auth token", "user name is empty")
@@ -136,7 +146,7 @@ def interpret(status: int, body: bytes, url: str) -> dict[str, Any]:
 
 def _member_failed(error: BaseException) -> bool:
     """Whether C{error} says "this member cannot serve", so the next URL is tried."""
-    if isinstance(error, (EtcdTimeout, *CONNECTION_ERRORS)):
+    if isinstance(error, (EtcdTimeout, *LINK_ERRORS)):
         return True
     if isinstance(error, EtcdV3Error):
         return error.status >= 500 or error.code == UNAVAILABLE
