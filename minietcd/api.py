@@ -23,6 +23,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.routing import BaseConverter
 
+from minietcd import gohttp
 from minietcd.cluster import (
     Cluster,
     MemberRequestError,
@@ -34,41 +35,33 @@ from minietcd.cluster import (
     version_json,
 )
 from minietcd.errors import INVALID_FORM, RAFT_INTERNAL, EtcdError
+from minietcd.gohttp import (
+    JSON,
+    MAX_BODY_BYTES,
+    MAX_URI_BYTES,
+    TEXT,
+    body,
+    body_size,
+)
+from minietcd.longpoll import LongPoll
 from minietcd.params import (
-    MAX_FORM_BYTES,
     EscapeError,
     KeyRequest,
     clean_path,
-    escape_path,
     media_type,
     parse_form,
     parse_key_request,
     unescape,
 )
 from minietcd.render import error_json, event_json
-from minietcd.store import Event, Store, Watcher, to_ns
+from minietcd.store import Event, Store, to_ns
 
-#: Longest request target (path and query) answered; longer ones get 414.
-#: etcd's listener resets request lines over ~4 KiB; we allow twice that.
-MAX_URI_BYTES = 8192
-#: Largest request body read. Form bodies over Go's 10 MiB form limit get etcd's
-#: own 400/210 "http: POST too large"; any other body over it gets 413.
-MAX_BODY_BYTES = MAX_FORM_BYTES
 #: The raft term a freshly elected single etcd member reports.
 RAFT_TERM = b"2"
 #: The raft index a fresh etcd 3.4 member has applied before serving.
 START_RAFT_INDEX = 4
 
-_JSON = [b"application/json"]
-_TEXT = [b"text/plain; charset=utf-8"]
-_NOSNIFF = [b"nosniff"]
-_CORS = (
-    (b"Access-Control-Allow-Origin", [b"*"]),
-    (b"Access-Control-Allow-Methods", [b"POST, GET, OPTIONS, PUT, DELETE"]),
-    (b"Access-Control-Allow-Headers", [b"accept, content-type, authorization"]),
-)
 _KEYS_METHODS = frozenset({b"HEAD", b"GET", b"PUT", b"POST", b"DELETE"})
-_WRITES = frozenset({b"PUT", b"POST", b"DELETE"})
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _ENDPOINT = "dispatch"
 _SINGLE_MEMBER = (
@@ -128,16 +121,6 @@ def parse_uint_hex(text: str) -> int | None:
     return value if value < 1 << 64 else None
 
 
-def _html_escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&#34;")
-        .replace("'", "&#39;")
-    )
-
-
 @define(eq=False)
 class KeysAPI:
     """The etcd v2 client API (keys, members, machines, stats, version, health).
@@ -159,7 +142,7 @@ class KeysAPI:
     _cluster_id: list[bytes] = field(init=False)
     _resource: IResource | None = field(init=False, default=None)
     _sweep: IDelayedCall | None = field(init=False, default=None)
-    _watches: dict[Watcher, Deferred[bytes]] = field(init=False, factory=dict)
+    _polls: set[LongPoll] = field(init=False, factory=set)
     _last_event: Event | None = field(init=False, default=None)
     _last_body: bytes = field(init=False, default=b"")
 
@@ -180,11 +163,9 @@ class KeysAPI:
         if self._sweep is not None and self._sweep.active():
             self._sweep.cancel()
         self._sweep = None
-        watches, self._watches = self._watches, {}
-        for watcher, done in watches.items():
-            watcher.cancel()
-            if not done.called:
-                done.callback(b"")
+        polls, self._polls = self._polls, set()
+        for poll in polls:
+            poll.finish(b"")
 
     # -- routing -----------------------------------------------------------------
 
@@ -208,18 +189,7 @@ class KeysAPI:
             return self._error(request, error)
 
     def _dispatch(self, request: Request) -> Any:
-        headers = request.responseHeaders
-        headers.removeHeader(b"server")
         uri = request.uri
-        if len(uri) > MAX_URI_BYTES:
-            return self._error(
-                request,
-                EtcdError(
-                    INVALID_FORM,
-                    f"request URI too long ({len(uri)} > {MAX_URI_BYTES} bytes)",
-                ),
-                414,
-            )
         raw_path, _, raw_query = uri.partition(b"?")
         if not raw_path.startswith(b"/"):
             # absolute-form ("http://host/path"): keep the path part.
@@ -228,37 +198,35 @@ class KeysAPI:
         try:
             path = unescape(raw_path, False)
         except EscapeError:
-            # Go's server rejects the request line before any handler runs.
-            request.setResponseCode(400)
-            headers.setRawHeaders(b"Content-Type", _TEXT)
-            headers.setRawHeaders(b"Connection", [b"close"])
-            return self._body(request, b"400 Bad Request")
-        for name, value in _CORS:
-            headers.setRawHeaders(name, value)
+            return gohttp.bad_request_line(request)
+        gohttp.start(request)
+        if len(uri) > MAX_URI_BYTES:
+            cause = f"request URI too long ({len(uri)} > {MAX_URI_BYTES} bytes)"
+            return self._error(request, EtcdError(INVALID_FORM, cause), 414)
         method = request.method
         if method == b"OPTIONS":
             request.defaultContentType = None
-            return self._body(request, b"")
+            return body(request, b"")
         cleaned = clean_path(path)
         if cleaned != path:
-            return self._redirect(request, cleaned, raw_query)
+            return gohttp.redirect(request, cleaned, raw_query)
         if path.startswith("/v2/keys") and (len(path) == 8 or path[8] == "/"):
             return self._keys(request, method, path[8:], raw_query)
         if path == "/v2/members" or path.startswith("/v2/members/"):
             return self._members(request, method, path[12:])
         handler = self._simple.get(path)
         if handler is None:
-            return self._plain(request, 404, b"404 page not found\n")
+            return gohttp.not_found(request)
         allowed, render = handler
         if method not in allowed:
-            return self._not_allowed(request, b",".join(allowed))
+            return gohttp.not_allowed(request, b",".join(allowed))
         return render(self, request)
 
     # -- keys --------------------------------------------------------------------
 
     def _keys(self, request: Request, method: bytes, key: str, raw_query: bytes) -> Any:
         if method not in _KEYS_METHODS:
-            return self._not_allowed(request, b"HEAD,GET,PUT,POST,DELETE")
+            return gohttp.not_allowed(request, b"HEAD,GET,PUT,POST,DELETE")
         request.responseHeaders.setRawHeaders(b"X-Etcd-Cluster-Id", self._cluster_id)
         try:
             req = parse_key_request(
@@ -295,7 +263,7 @@ class KeysAPI:
         body: bytes | None = None
         content_type = request.getHeader(b"content-type")
         content = request.content
-        size = _size(request)
+        size = body_size(request)
         if size > MAX_BODY_BYTES:
             if method in (b"PUT", b"POST") and media_type(content_type) == _FORM_TYPE:
                 raise EtcdError(INVALID_FORM, "http: POST too large")
@@ -342,69 +310,51 @@ class KeysAPI:
     def _event(self, request: Request, event: Event, no_value: bool) -> bytes:
         request.setResponseCode(201 if event.created else 200)
         headers = request.responseHeaders
-        headers.setRawHeaders(b"Content-Type", _JSON)
+        headers.setRawHeaders(b"Content-Type", JSON)
         headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % event.etcd_index])
         headers.setRawHeaders(b"X-Raft-Index", [b"%d" % self.raft_index])
         headers.setRawHeaders(b"X-Raft-Term", [RAFT_TERM])
-        return self._body(request, event_json(event, no_value))
+        return body(request, event_json(event, no_value))
 
     def _error(self, request: Request, error: EtcdError, status: int = 0) -> bytes:
         request.setResponseCode(status or error.status)
         headers = request.responseHeaders
-        headers.setRawHeaders(b"Content-Type", _JSON)
+        headers.setRawHeaders(b"Content-Type", JSON)
         headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % error.index])
-        return self._body(request, error_json(error))
+        return body(request, error_json(error))
 
     # -- watches -----------------------------------------------------------------
 
     def _watch(self, request: Request, key: str, req: KeyRequest, now: float) -> Any:
         store = self.store
-        stream = req.stream
-        registered: list[Watcher] = []
-
-        def cancel(_: Deferred[bytes]) -> None:
-            for watcher in registered:
-                watcher.cancel()
-                self._watches.pop(watcher, None)
-
-        done: Deferred[bytes] = Deferred(cancel)
-
-        def deliver(event: Event) -> None:
-            body = self._rendered(event)
-            if stream:
-                request.write(body)
-                return
-            for watcher in registered:
-                self._watches.pop(watcher, None)
-            if not done.called:
-                done.callback(body)
-
+        poll = LongPoll(request, req.stream, self._rendered, self._forget)
         try:
             found = store.watch(
-                key, req.recursive, req.wait_index, now, deliver, stream=stream
+                key, req.recursive, req.wait_index, now, poll.deliver, stream=req.stream
             )
         except EtcdError as error:
             return self._error(request, error)
         request.setResponseCode(200)
         headers = request.responseHeaders
-        headers.setRawHeaders(b"Content-Type", _JSON)
+        headers.setRawHeaders(b"Content-Type", JSON)
         headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % store.index])
         headers.setRawHeaders(b"X-Raft-Index", [b"%d" % self.raft_index])
         headers.setRawHeaders(b"X-Raft-Term", [RAFT_TERM])
         if isinstance(found, Event):
-            if not stream:
+            if not req.stream:
                 return self._rendered(found)
             # A stream goes on from a history hit with the events after it (etcd
             # 3.4 stops delivering after the hit; that is a bug we do not copy).
             while isinstance(found, Event):
                 request.write(self._rendered(found))
                 found = store.watch(
-                    key, req.recursive, found.index + 1, now, deliver, stream=True
+                    key, req.recursive, found.index + 1, now, poll.deliver, stream=True
                 )
-        registered.append(found)
-        self._watches[found] = done
-        request.write(b"")  # flush the status line and headers now, as etcd does
-        return done
+        self._polls.add(poll)
+        return poll.start(found)
+
+    def _forget(self, poll: LongPoll) -> None:
+        self._polls.discard(poll)
 
     def _rendered(self, event: Event) -> bytes:
         """The JSON of C{event}, rendered once for all the watchers it reaches."""
@@ -448,33 +398,33 @@ class KeysAPI:
     # -- the other endpoints -------------------------------------------------------
 
     def _version(self, request: Request) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
-        return self._body(request, version_json())
+        request.responseHeaders.setRawHeaders(b"Content-Type", JSON)
+        return body(request, version_json())
 
     def _health(self, request: Request) -> bytes:
         # etcd's health check is a quorum read of the store root.
         self.raft_index += 1
         self.store.get("/", self._clock.seconds())
-        request.responseHeaders.setRawHeaders(b"Content-Type", _TEXT)
-        return self._body(request, b'{"health":"true"}')
+        request.responseHeaders.setRawHeaders(b"Content-Type", TEXT)
+        return body(request, b'{"health":"true"}')
 
     def _machines(self, request: Request) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Content-Type", _TEXT)
-        return self._body(request, machines_text(self.client_urls))
+        request.responseHeaders.setRawHeaders(b"Content-Type", TEXT)
+        return body(request, machines_text(self.client_urls))
 
     def _stats_store(self, request: Request) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        request.responseHeaders.setRawHeaders(b"Content-Type", JSON)
         store = self.store
-        return self._body(request, store_stats_json(store.stats, store.watcher_count))
+        return body(request, store_stats_json(store.stats, store.watcher_count))
 
     def _stats_self(self, request: Request) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
+        request.responseHeaders.setRawHeaders(b"Content-Type", JSON)
         now_ns = to_ns(self._clock.seconds())
-        return self._body(request, self.cluster.self_stats_json(now_ns))
+        return body(request, self.cluster.self_stats_json(now_ns))
 
     def _stats_leader(self, request: Request) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
-        return self._body(request, self.cluster.leader_stats_json())
+        request.responseHeaders.setRawHeaders(b"Content-Type", JSON)
+        return body(request, self.cluster.leader_stats_json())
 
     _simple: ClassVar[
         dict[str, tuple[tuple[bytes, ...], Callable[[KeysAPI, Request], bytes]]]
@@ -489,22 +439,22 @@ class KeysAPI:
 
     def _members(self, request: Request, method: bytes, rest: str) -> bytes:
         if method not in (b"GET", b"POST", b"DELETE", b"PUT"):
-            return self._not_allowed(request, b"GET,POST,DELETE,PUT")
+            return gohttp.not_allowed(request, b"GET,POST,DELETE,PUT")
         headers = request.responseHeaders
         headers.setRawHeaders(b"X-Etcd-Cluster-Id", self._cluster_id)
         rest = rest.removeprefix("/")
         if method == b"GET":
             if rest == "":
-                headers.setRawHeaders(b"Content-Type", _JSON)
-                return self._body(request, self.cluster.members_json(self.client_urls))
+                headers.setRawHeaders(b"Content-Type", JSON)
+                return body(request, self.cluster.members_json(self.client_urls))
             if rest == "leader":
-                headers.setRawHeaders(b"Content-Type", _JSON)
-                return self._body(request, self.cluster.leader_json(self.client_urls))
+                headers.setRawHeaders(b"Content-Type", JSON)
+                return body(request, self.cluster.leader_json(self.client_urls))
             return self._message(request, 404, "Not found")
         if method == b"POST":
             return self._membership_change(request, None)
         if rest == "":
-            return self._plain(request, 405, b"Method Not Allowed\n")
+            return gohttp.error_text(request, 405, b"Method Not Allowed\n")
         wanted = parse_uint_hex(rest)
         if wanted is None:
             return self._message(request, 404, f"No such member: {rest}")
@@ -543,73 +493,10 @@ class KeysAPI:
 
     def _message(self, request: Request, status: int, message: str) -> bytes:
         request.setResponseCode(status)
-        request.responseHeaders.setRawHeaders(b"Content-Type", _JSON)
-        return self._body(request, message_json(message))
-
-    def _plain(self, request: Request, status: int, text: bytes) -> bytes:
-        """Go's C{http.Error}."""
-        request.setResponseCode(status)
-        headers = request.responseHeaders
-        headers.setRawHeaders(b"Content-Type", _TEXT)
-        headers.setRawHeaders(b"X-Content-Type-Options", _NOSNIFF)
-        return self._body(request, text)
-
-    def _not_allowed(self, request: Request, allowed: bytes) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Allow", [allowed])
-        return self._plain(request, 405, b"Method Not Allowed\n")
-
-    def _redirect(self, request: Request, cleaned: str, raw_query: bytes) -> bytes:
-        """Go's C{ServeMux} redirect to the clean path (301)."""
-        location = escape_path(cleaned)
-        if raw_query:
-            location += b"?" + raw_query
-        request.setResponseCode(301)
-        headers = request.responseHeaders
-        headers.setRawHeaders(b"Location", [location])
-        if request.method in (b"GET", b"HEAD"):
-            headers.setRawHeaders(b"Content-Type", [b"text/html; charset=utf-8"])
-        else:
-            request.defaultContentType = None
-        body = b""
-        if request.method == b"GET":
-            href = _html_escape(location.decode("latin-1")).encode("latin-1")
-            body = b'<a href="' + href + b'">Moved Permanently</a>.\n\n'
-        return self._body(request, body)
-
-    def _body(self, request: Request, body: bytes) -> bytes:
-        request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
-        return body
+        request.responseHeaders.setRawHeaders(b"Content-Type", JSON)
+        return body(request, message_json(message))
 
 
 @define
 class _BodyTooLarge(Exception):
     error: EtcdError
-
-
-def _size(request: Request) -> int:
-    """The request body's length, as received (see L{BoundedRequest})."""
-    if isinstance(request, BoundedRequest):
-        return request.received_length
-    content = request.content
-    if content is None:
-        return 0
-    content.seek(0, 2)
-    size: int = content.tell()
-    content.seek(0)
-    return size
-
-
-class BoundedRequest(Request):
-    """A request that stops buffering its body after L{MAX_BODY_BYTES}.
-
-    It keeps counting what arrives (C{received_length}) so the API can refuse it.
-    """
-
-    received_length = 0
-
-    def handleContentChunk(self, data: bytes) -> None:
-        before = self.received_length
-        self.received_length = before + len(data)
-        if before >= MAX_BODY_BYTES + 1:
-            return
-        super().handleContentChunk(data[: MAX_BODY_BYTES + 1 - before])

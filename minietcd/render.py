@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from minietcd.errors import EtcdError
-from minietcd.store import NS, Event, NodeView
+from minietcd.events import Event, NodeView
+from minietcd.store import NS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SHORT_ESCAPE = re.compile(r"\\([\\bf])")

@@ -12,16 +12,12 @@ directory renders without a key, as etcd's does after trimming that prefix.
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
 from collections.abc import Callable
-from itertools import islice
 
-from attrs import Factory, define, field, frozen
+from attrs import Factory, define, field
 
 from minietcd.errors import (
     DIR_NOT_EMPTY,
-    EVENT_INDEX_CLEARED,
     KEY_NOT_FOUND,
     NODE_EXIST,
     NOT_DIR,
@@ -30,24 +26,30 @@ from minietcd.errors import (
     TEST_FAILED,
     EtcdError,
 )
+from minietcd.events import Event, NodeView
+from minietcd.hub import Watcher, WatcherHub
+from minietcd.ttl import (
+    MIN_EXPIRE_NS,
+    NS,
+    ExpiryQueue,
+    expiration_for,
+    to_ns,
+    ttl_at,
+)
 
-NS = 1_000_000_000
-#: etcd treats expiration times before 2000-01-01T00:00:00Z as "no TTL" on create/set.
-MIN_EXPIRE_NS = 946_684_800 * NS
-HISTORY_SIZE = 1000
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
-
-
-def _int64(value: int) -> int:
-    """Wrap C{value} into a signed 64-bit integer, as Go's arithmetic does."""
-    value &= (1 << 64) - 1
-    return value - (1 << 64) if value >= (1 << 63) else value
-
-
-def to_ns(now: float) -> int:
-    """Epoch seconds as integer nanoseconds."""
-    return round(now * NS)
+__all__ = [
+    "MIN_EXPIRE_NS",
+    "NS",
+    "to_ns",
+    "Event",
+    "NodeView",
+    "Store",
+    "StoreStats",
+    "Watcher",
+    "clean_key",
+    "expiration_for",
+    "ttl_at",
+]
 
 
 def clean_key(key: str) -> str:
@@ -69,69 +71,6 @@ def clean_key(key: str) -> str:
             continue
         parts.append(part)
     return "/" + "/".join(parts)
-
-
-def expiration_for(ttl: int | None, now_ns: int) -> int | None:
-    """The expiration etcd computes for C{ttl} seconds from C{now_ns}, or L{None}.
-
-    Go converts the unsigned TTL to a signed C{Duration} and multiplies by a second,
-    both wrapping at 64 bits; huge TTLs therefore land in the past (or wrap to
-    "no TTL" on create), exactly as they do in etcd 3.4.
-    """
-    if ttl is None:
-        return None
-    expiration = _int64(now_ns + _int64(_int64(ttl) * NS))
-    return None if expiration == 0 else expiration
-
-
-def ttl_at(expiration_ns: int, now_ns: int) -> int:
-    """Seconds left, rounded up (Go: truncate, then +1 for a positive remainder)."""
-    remaining = max(_INT64_MIN, min(_INT64_MAX, expiration_ns - now_ns))
-    return -(-remaining // NS)
-
-
-@frozen
-class NodeView:
-    """A node as etcd renders it (its C{NodeExtern}); None/0/empty fields are omitted.
-
-    C{expiration} is in epoch nanoseconds; C{value} is L{None} for directories.
-    """
-
-    key: str
-    value: str | None = None
-    dir: bool = False
-    expiration: int | None = None
-    ttl: int = 0
-    nodes: list[NodeView] | None = None
-    modified_index: int = 0
-    created_index: int = 0
-
-
-@frozen
-class Event:
-    """The result of an operation, and what watchers receive.
-
-    C{etcd_index} is the store index to report in C{X-Etcd-Index} for this response;
-    C{refresh} marks TTL refreshes, which are recorded but never delivered.
-    """
-
-    action: str
-    node: NodeView
-    prev_node: NodeView | None = None
-    etcd_index: int = 0
-    refresh: bool = False
-
-    @property
-    def index(self) -> int:
-        """The index of the change, as etcd's C{Event.Index()}."""
-        return self.node.modified_index
-
-    @property
-    def created(self) -> bool:
-        """Whether etcd answers this event with 201 Created."""
-        return self.action == "create" or (
-            self.action == "set" and self.prev_node is None
-        )
 
 
 @define
@@ -178,23 +117,6 @@ class _Node:
     removed: bool = False
 
 
-@define(eq=False)
-class Watcher:
-    """A registered watch; C{cancel()} unregisters it (idempotent)."""
-
-    key: str
-    recursive: bool
-    stream: bool
-    since_index: int
-    callback: Callable[[Event], object]
-    _store: Store
-    removed: bool = False
-
-    def cancel(self) -> None:
-        """Stop watching; the callback is not called any more."""
-        self._store._unregister(self)
-
-
 def _raise(error: BaseException) -> None:
     raise error
 
@@ -213,26 +135,26 @@ class Store:
     on_watcher_error: Callable[[BaseException], None] = _raise
     index: int = field(init=False)
     _root: _Node = field(init=False)
-    _history: deque[Event | None] = field(init=False)
-    _watchers: dict[str, dict[Watcher, None]] = field(init=False, factory=dict)
-    _watcher_count: int = field(init=False, default=0)
-    _heap: list[tuple[int, int, _Node]] = field(init=False, factory=list)
-    _heap_seq: int = field(init=False, default=0)
-    _heap_compacted: int = field(init=False, default=0)
+    _hub: WatcherHub = field(init=False)
+    _expiries: ExpiryQueue[_Node] = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.index = self.start_index
         self._root = _Node("/", "", None, 0, 0, children={})
         # Indices 1..start_index belong to etcd's internal writes: they count in the
         # history window but never match a user key.
-        self._history = deque([None] * self.start_index, maxlen=HISTORY_SIZE)
+        self._hub = WatcherHub(self.start_index, self._watcher_failed)
+        self._expiries = ExpiryQueue(_still_expiring)
+
+    def _watcher_failed(self, error: BaseException) -> None:
+        self.on_watcher_error(error)
 
     # -- reading -----------------------------------------------------------------
 
     @property
     def watcher_count(self) -> int:
         """How many watchers are registered."""
-        return self._watcher_count
+        return self._hub.count
 
     def get(
         self, key: str, now: float, *, recursive: bool = False, sorted: bool = False
@@ -282,7 +204,7 @@ class Store:
             raise
         event = Event("set", event.node, event.prev_node, self.index, refresh)
         self.stats.sets_success += 1
-        self._publish(event)
+        self._hub.publish(event)
         return event
 
     def create(
@@ -306,7 +228,7 @@ class Store:
             raise
         event = Event("create", event.node, None, self.index)
         self.stats.create_success += 1
-        self._publish(event)
+        self._hub.publish(event)
         return event
 
     def update(
@@ -348,7 +270,7 @@ class Store:
         self.index = next_index
         event = Event("update", view, prev, next_index, refresh)
         self.stats.update_success += 1
-        self._publish(event)
+        self._hub.publish(event)
         return event
 
     def compare_and_swap(
@@ -390,7 +312,7 @@ class Store:
         view = self._changed_view(node, key, value, self.index, now_ns)
         event = Event("compareAndSwap", view, prev, self.index, refresh)
         self.stats.compare_and_swap_success += 1
-        self._publish(event)
+        self._hub.publish(event)
         return event
 
     def delete(
@@ -428,7 +350,7 @@ class Store:
         self._remove(node, event)
         self.index = next_index
         self.stats.delete_success += 1
-        self._publish(event)
+        self._hub.publish(event)
         return event
 
     def compare_and_delete(
@@ -458,7 +380,7 @@ class Store:
         event = Event("compareAndDelete", view, prev, self.index)
         self._remove(node, event)
         self.stats.compare_and_delete_success += 1
-        self._publish(event)
+        self._hub.publish(event)
         return event
 
     # -- TTL ---------------------------------------------------------------------
@@ -467,11 +389,10 @@ class Store:
         """Remove every node whose expiration is at or before C{now}."""
         now_ns = to_ns(now)
         events: list[Event] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now_ns:
-            expiration, _, node = heapq.heappop(heap)
-            if node.expire_ns != expiration or not _alive(node):
-                continue
+        while True:
+            node = self._expiries.pop_due(now_ns)
+            if node is None:
+                break
             self.index += 1
             is_dir = node.children is not None
             view = NodeView(
@@ -484,19 +405,14 @@ class Store:
             event = Event("expire", view, prev, self.index)
             self._remove(node, event)
             self.stats.expire_count += 1
-            self._publish(event)
+            self._hub.publish(event)
             events.append(event)
         return events
 
     def next_expiry(self) -> float | None:
         """When the next node expires (epoch seconds), or L{None}."""
-        heap = self._heap
-        while heap:
-            expiration, _, node = heap[0]
-            if node.expire_ns == expiration and _alive(node):
-                return expiration / NS
-            heapq.heappop(heap)
-        return None
+        expiration = self._expiries.next()
+        return None if expiration is None else expiration / NS
 
     # -- watching ----------------------------------------------------------------
 
@@ -521,110 +437,17 @@ class Store:
         self._begin(now)
         key = clean_key(key)
         since = wait_index or self.index + 1
-        found = self._scan(key, recursive, since)
+        found = self._hub.scan(key, recursive, since, self.index)
         if found is not None:
             return found
-        watcher = Watcher(key, recursive, stream, since, callback, self)
-        listeners = self._watchers.get(key)
-        if listeners is None:
-            listeners = self._watchers[key] = {}
-        listeners[watcher] = None
-        self._watcher_count += 1
-        return watcher
-
-    def _unregister(self, watcher: Watcher) -> None:
-        if watcher.removed:
-            return
-        watcher.removed = True
-        listeners = self._watchers.get(watcher.key)
-        if listeners is not None and listeners.pop(watcher, False) is None:
-            self._watcher_count -= 1
-            if not listeners:
-                del self._watchers[watcher.key]
-
-    def _scan(self, key: str, recursive: bool, since: int) -> Event | None:
-        history = self._history
-        first = self.index - len(history) + 1 if history else 0
-        if since < first:
-            raise EtcdError(
-                EVENT_INDEX_CLEARED,
-                f"the requested history has been cleared [{first}/{since}]",
-                self.index,
-            )
-        if since > self.index:
-            return None
-        prefix = key if key.endswith("/") else key + "/"
-        for event in islice(history, since - first, None):
-            if event is None or event.refresh:
-                continue
-            event_key = event.node.key
-            if event_key == key or (recursive and event_key.startswith(prefix)):
-                return event
-            prev = event.prev_node
-            if (
-                prev is not None
-                and prev.dir
-                and event.action in ("delete", "expire")
-                and key.startswith(prev.key)
-            ):
-                return event
-        return None
-
-    def _publish(self, event: Event) -> None:
-        """Record C{event} in the history and, unless a refresh, notify watchers."""
-        self._history.append(event)
-        if event.refresh or not self._watchers:
-            return
-        key = event.node.key
-        self._notify_path(event, "/", False)
-        start = 1
-        while start < len(key):
-            end = key.find("/", start)
-            if end == -1:
-                self._notify_path(event, key, False)
-                break
-            self._notify_path(event, key[:end], False)
-            start = end + 1
-
-    def _notify_path(self, event: Event, path: str, deleted: bool) -> None:
-        listeners = self._watchers.get(path)
-        if not listeners:
-            return
-        key = event.node.key
-        original = key == path
-        if not original and len(path) <= len(key) and "/_" in "/" + key[len(path) :]:
-            return  # a hidden node below the watched path
-        index = event.index
-        fired: list[Watcher] = []
-        wanted = original or deleted
-        for watcher in listeners:
-            if (wanted or watcher.recursive) and index >= watcher.since_index:
-                fired.append(watcher)
-        if not fired:
-            return
-        for watcher in fired:
-            if not watcher.stream:
-                watcher.removed = True
-                del listeners[watcher]
-                self._watcher_count -= 1
-        if not listeners:
-            del self._watchers[path]
-        error: BaseException | None = None
-        for watcher in fired:
-            try:
-                watcher.callback(event)
-            except Exception as exc:
-                if error is None:
-                    error = exc
-        if error is not None:
-            self.on_watcher_error(error)
+        return self._hub.register(key, recursive, stream, since, callback)
 
     # -- internals ---------------------------------------------------------------
 
     def _begin(self, now: float) -> int:
         """Sweep what has expired by C{now}; return C{now} in nanoseconds."""
         now_ns = to_ns(now)
-        if self._heap and self._heap[0][0] <= now_ns:
+        if self._expiries.due(now_ns):
             self.expire(now)
         return now_ns
 
@@ -730,31 +553,15 @@ class Store:
         node.expire_ns = expiration
         if expiration is None:
             return
-        self._heap_seq += 1
-        heapq.heappush(self._heap, (expiration, self._heap_seq, node))
-        if len(self._heap) > 64 and len(self._heap) > 2 * self._heap_compacted:
-            self._heap = [
-                entry
-                for entry in self._heap
-                if entry[2].expire_ns == entry[0] and _alive(entry[2])
-            ]
-            heapq.heapify(self._heap)
-            self._heap_compacted = len(self._heap)
+        self._expiries.push(expiration, node)
 
     def _remove(self, node: _Node, event: Event) -> None:
         """Detach C{node}; tell watchers of it and of nodes below it (etcd's
         C{Remove} callback), deepest first."""
-        if self._watchers:
-            base = node.path
-            if node.children is None:
-                paths = [base] if base in self._watchers else []
-            else:
-                prefix = base + "/"
-                paths = [p for p in self._watchers if p == base or p.startswith(prefix)]
-                paths.sort(key=len, reverse=True)
-            for path in paths:
-                if path == base or _find_below(node, path[len(base) + 1 :]):
-                    self._notify_path(event, path, True)
+        base = node.path
+        for path in self._hub.watched_paths(base, node.children is not None):
+            if path == base or _find_below(node, path[len(base) + 1 :]):
+                self._hub.notify(event, path, True)
         parent = node.parent
         if parent is not None and parent.children is not None:
             if parent.children.get(node.name) is node:
@@ -833,6 +640,10 @@ def _view_key(view: NodeView) -> str:
 
 def _join(parent: str, name: str) -> str:
     return "/" + name if parent == "/" else parent + "/" + name
+
+
+def _still_expiring(node: _Node, expiration: int) -> bool:
+    return node.expire_ns == expiration and _alive(node)
 
 
 def _alive(node: _Node | None) -> bool:

@@ -20,7 +20,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from minietcd.api import BoundedRequest, KeysAPI
+from minietcd.api import KeysAPI
+from minietcd.gohttp import BoundedRequest
 
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 log = Logger()

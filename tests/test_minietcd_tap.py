@@ -17,7 +17,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from minietcd.api import BoundedRequest, KeysAPI
+from minietcd.api import KeysAPI
+from minietcd.gohttp import BoundedRequest
 from minietcd.tap import APIService, Listener, Options, client_url, makeService
 
 

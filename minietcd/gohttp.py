@@ -1,0 +1,131 @@
+# -*- test-case-name: tests.test_keys_api -*-
+"""What Go's C{net/http} does around etcd's handlers, done on a Twisted request.
+
+CORS headers on every answer, C{ServeMux}'s text 404 and 405 and its redirects to
+clean paths, the server's own 400 for an unparsable request line, and the limits
+minietcd puts on request size.
+"""
+
+from __future__ import annotations
+
+from twisted.web.server import Request
+
+from minietcd.params import MAX_FORM_BYTES, escape_path
+
+#: Longest request target (path and query) answered; longer ones get 414.
+#: etcd's listener resets request lines over ~4 KiB; we allow twice that.
+MAX_URI_BYTES = 8192
+#: Largest request body kept. Form bodies over Go's 10 MiB form limit get etcd's
+#: own 400/210 "http: POST too large"; any other body over it gets 413.
+MAX_BODY_BYTES = MAX_FORM_BYTES
+
+JSON = [b"application/json"]
+TEXT = [b"text/plain; charset=utf-8"]
+_NOSNIFF = [b"nosniff"]
+_CORS = (
+    (b"Access-Control-Allow-Origin", [b"*"]),
+    (b"Access-Control-Allow-Methods", [b"POST, GET, OPTIONS, PUT, DELETE"]),
+    (b"Access-Control-Allow-Headers", [b"accept, content-type, authorization"]),
+)
+
+
+def body(request: Request, data: bytes) -> bytes:
+    """Answer C{data} with its Content-Length (also right for HEAD)."""
+    request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(data)])
+    return data
+
+
+def start(request: Request) -> None:
+    """What every answer of etcd's client listener carries: CORS, no Server."""
+    headers = request.responseHeaders
+    headers.removeHeader(b"server")
+    for name, value in _CORS:
+        headers.setRawHeaders(name, value)
+
+
+def bad_request_line(request: Request) -> bytes:
+    """Go's server refusing a request line it cannot parse (before any handler,
+    so without CORS headers)."""
+    headers = request.responseHeaders
+    headers.removeHeader(b"server")
+    request.setResponseCode(400)
+    headers.setRawHeaders(b"Content-Type", TEXT)
+    headers.setRawHeaders(b"Connection", [b"close"])
+    return body(request, b"400 Bad Request")
+
+
+def error_text(request: Request, status: int, text: bytes) -> bytes:
+    """Go's C{http.Error}: plain text, nosniff."""
+    request.setResponseCode(status)
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"Content-Type", TEXT)
+    headers.setRawHeaders(b"X-Content-Type-Options", _NOSNIFF)
+    return body(request, text)
+
+
+def not_found(request: Request) -> bytes:
+    """C{ServeMux}'s answer for a path no handler serves."""
+    return error_text(request, 404, b"404 page not found\n")
+
+
+def not_allowed(request: Request, allowed: bytes) -> bytes:
+    """etcd's C{allowMethod} refusal: 405 with C{Allow}."""
+    request.responseHeaders.setRawHeaders(b"Allow", [allowed])
+    return error_text(request, 405, b"Method Not Allowed\n")
+
+
+def html_escape(text: str) -> str:
+    """Go's C{html.EscapeString} as C{http.Redirect} uses it."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
+
+
+def redirect(request: Request, cleaned: str, raw_query: bytes) -> bytes:
+    """C{ServeMux}'s 301 to the clean path (a tiny HTML body for GET only)."""
+    location = escape_path(cleaned)
+    if raw_query:
+        location += b"?" + raw_query
+    request.setResponseCode(301)
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"Location", [location])
+    if request.method in (b"GET", b"HEAD"):
+        headers.setRawHeaders(b"Content-Type", [b"text/html; charset=utf-8"])
+    else:
+        request.defaultContentType = None
+    text = b""
+    if request.method == b"GET":
+        href = html_escape(location.decode("latin-1")).encode("latin-1")
+        text = b'<a href="' + href + b'">Moved Permanently</a>.\n\n'
+    return body(request, text)
+
+
+def body_size(request: Request) -> int:
+    """How long the request body was, as received (see L{BoundedRequest})."""
+    if isinstance(request, BoundedRequest):
+        return request.received_length
+    content = request.content
+    if content is None:
+        return 0
+    content.seek(0, 2)
+    size: int = content.tell()
+    content.seek(0)
+    return size
+
+
+class BoundedRequest(Request):
+    """A request that stops keeping its body after L{MAX_BODY_BYTES} (plus one
+    byte, so the API sees it is too long) and counts the rest."""
+
+    received_length = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        before = self.received_length
+        self.received_length = before + len(data)
+        if before >= MAX_BODY_BYTES + 1:
+            return
+        super().handleContentChunk(data[: MAX_BODY_BYTES + 1 - before])
