@@ -20,11 +20,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from attrs import define, frozen
+from attrs import define, field, frozen
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import crypto
 from treq.client import HTTPClient
 from twisted.internet import ssl
-from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
@@ -54,6 +56,15 @@ def _certificates(data: bytes, path: str, what: str) -> list[ssl.Certificate]:
         raise ValueError(problem) from None
 
 
+def _public(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+    )
+
+
 @frozen
 class ClientTLS:
     """
@@ -61,12 +72,13 @@ class ClientTLS:
 
     @ivar trust_root: the CA(s) the server's certificate must chain to, or None
         for the platform's trust store.
-    @ivar client_certificate: our certificate and key for etcd's
-        C{--client-cert-auth}, or None.
+    @ivar client_certificate: our certificate for etcd's C{--client-cert-auth}
+        (with C{client_key}), or None.
     """
 
     trust_root: Any = None
-    client_certificate: ssl.PrivateCertificate | None = None
+    client_certificate: x509.Certificate | None = None
+    client_key: Any = field(default=None, repr=False)
 
     @classmethod
     def from_files(
@@ -87,37 +99,39 @@ class ClientTLS:
         if cacert is not None:
             cas = _certificates(_read(cacert, "CA file"), cacert, "CA file")
             trust_root = ssl.trustRootFromCertificates(cas)
-        client: ssl.PrivateCertificate | None = None
-        if cert is None and key is not None:
-            raise ValueError("--etcd-key needs --etcd-cert (the certificate it signs)")
-        if cert is not None:
-            cert_data = _read(cert, "client certificate")
-            (certificate, *_) = _certificates(cert_data, cert, "client certificate")
-            key_data = cert_data if key is None else _read(key, "client key")
-            try:
-                private = ssl.KeyPair.load(key_data, crypto.FILETYPE_PEM)
-            except (crypto.Error, ValueError):
-                where = cert if key is None else key
-                raise ValueError(f"{where!r} holds no valid PEM private key") from None
-            try:
-                client = ssl.PrivateCertificate.fromCertificateAndKeyPair(
-                    certificate, private
-                )
-            except VerifyError as e:
+        if cert is None:
+            if key is not None:
                 raise ValueError(
-                    f"the key {key or cert!r} does not match the certificate "
-                    f"{cert!r}: {e}"
-                ) from None
-        return cls(trust_root=trust_root, client_certificate=client)
+                    "--etcd-key needs --etcd-cert (the certificate it signs)"
+                )
+            return cls(trust_root=trust_root)
+        cert_data = _read(cert, "client certificate")
+        _certificates(cert_data, cert, "client certificate")
+        certificate = x509.load_pem_x509_certificates(cert_data)[0]
+        where = cert if key is None else key
+        key_data = cert_data if key is None else _read(key, "client key")
+        try:
+            private = serialization.load_pem_private_key(key_data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ValueError(
+                f"{where!r} holds no valid PEM private key (without a passphrase)"
+            ) from None
+        if _public(private.public_key()) != _public(certificate.public_key()):
+            raise ValueError(
+                f"the key {where!r} does not match the certificate {cert!r}"
+            )
+        return cls(trust_root, certificate, private)
 
     def options_for(self, hostname: str) -> IOpenSSLClientConnectionCreator:
         """The connection creator for a server named C{hostname} (name or IP)."""
         extra: dict[str, Any] = {}
-        if self.trust_root is not None:
-            extra["trustRoot"] = self.trust_root
         if self.client_certificate is not None:
-            extra["clientCertificate"] = self.client_certificate
-        return ssl.optionsForClientTLS(hostname, **extra)
+            # cryptography objects, which pyOpenSSL takes without deprecation.
+            extra["extraCertificateOptions"] = {
+                "certificate": self.client_certificate,
+                "privateKey": self.client_key,
+            }
+        return ssl.optionsForClientTLS(hostname, trustRoot=self.trust_root, **extra)
 
     def policy(self) -> IPolicyForHTTPS:
         """The C{contextFactory} for an C{Agent}."""
