@@ -186,9 +186,21 @@ def _value(text: str) -> tuple[str, str]:
     return "", text
 
 
+_MEDIA_CACHE: dict[bytes | None, tuple[str, str | None]] = {}
+
+
 def parse_media_type(content_type: bytes | None) -> tuple[str, str | None]:
     """Go's C{mime.ParseMediaType} as C{ParseForm} uses it: the lower-cased media
     type and the error text, if any (an absent header is octet-stream)."""
+    known = _MEDIA_CACHE.get(content_type)
+    if known is None:
+        known = _parse_media_type(content_type)
+        if len(_MEDIA_CACHE) < 256:
+            _MEDIA_CACHE[content_type] = known
+    return known
+
+
+def _parse_media_type(content_type: bytes | None) -> tuple[str, str | None]:
     text = (content_type or b"application/octet-stream").decode("latin-1")
     base, _, params = text.partition(";")
     media = base.strip(_SPACE).lower()
