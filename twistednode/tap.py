@@ -173,7 +173,7 @@ class Options(usage.Options):
         if not self["cluster"] or "/" in self["cluster"]:
             raise usage.UsageError("--cluster must be a non-empty name without '/'")
         try:
-            settings_from_options(self, epoch_ms=0)
+            settings_from_options(self, epoch_ms=1)
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
