@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import twisted.test
 from twisted.application.service import IService, IServiceMaker
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -15,6 +16,7 @@ from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.logger import capturedLogs
 from twisted.python import usage
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from minietcd.api import KeysAPI
@@ -199,7 +201,31 @@ class _Raw(Protocol):
 
 
 class LiveServerTests(TestCase):
-    """One real loopback listener on port 0."""
+    """Real loopback listeners on port 0."""
+
+    @defer.inlineCallbacks
+    def test_tls_listener(self) -> Any:
+        """An ssl: listener serves HTTPS and advertises an https:// URL."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import SSL4ClientEndpoint
+        from twisted.internet.ssl import CertificateOptions
+
+        pem = FilePath(twisted.test.__file__).sibling("server.pem").path
+        listen = f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+        service = makeService(options("--listen", listen), reactor=reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [listener] = listeners(service)
+        assert listener.port is not None
+        port = listener.port.getHost().port
+        raw = _Raw(b"GET /v2/members HTTP/1.0\r\n\r\n")
+        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port, CertificateOptions())
+        yield connectProtocol(endpoint, raw)
+        answer = yield raw.done
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200 OK"))
+        [member] = json.loads(body)["members"]
+        self.assertEqual(member["clientURLs"], [f"https://127.0.0.1:{port}"])
 
     @defer.inlineCallbacks
     def test_port_zero_is_advertised_and_served(self) -> Any:
