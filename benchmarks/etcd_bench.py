@@ -318,7 +318,7 @@ def measure_fanouts(
     results = []
     for number in range(runs):
         for t in targets:
-            result = fan_out(t.name, t.url, t.port, watchers, f"v{number}")
+            result = fan_out(t.name, t.url, t.port, watchers, f"v{number}", t.pid)
             results.append(result)
             print(
                 f"fan-out {t.name} run {number + 1}: all answered in "
@@ -390,12 +390,19 @@ def profile_minietcd(target: Target, args: argparse.Namespace) -> list[Profile]:
             target.port,
             args.watchers,
             f"p{number}",
+            target.pid,
             before_put=profiling(target.pid, path, args.profile_fanout_rate),
         )
         wait_watchers(target.url, 0, 30.0)
         paths.append(path)
     profiles.append(analyse(f"fan-out of {args.watchers}", paths))
     return profiles
+
+
+def _per_cpu_s(result: WrkResult) -> float:
+    """Requests per second of server CPU: throughput with the CPU share factored out."""
+    share = result.server_cpu_percent / 100.0
+    return result.requests_per_s / share if share else 0.0
 
 
 def _ratio(mini: float, etcd: float) -> float:
@@ -477,21 +484,25 @@ def print_report(report: Report) -> None:
                 m.server_cpu_percent,
                 ".0f",
             )
+            row(f"{label} req per CPU-s", _per_cpu_s(e), _per_cpu_s(m), ",.0f")
             if e.errors or m.errors:
                 row(f"{label} errors", e.errors, m.errors, "d")
     if report.fanout:
         n = report.fanout[0].watchers
-        for what, attr in (("first", "first_ms"), ("median", "median_ms")):
+        for what, attr in (
+            ("first answer ms", "first_ms"),
+            ("median answer ms", "median_ms"),
+            ("all answered ms", "all_ms"),
+            ("server CPU ms", "server_cpu_ms"),
+        ):
             e_ms = statistics.median(
                 getattr(r, attr) for r in report.fanout if r.server == "etcd"
             )
             m_ms = statistics.median(
                 getattr(r, attr) for r in report.fanout if r.server == "minietcd"
             )
-            row(f"fan-out {n}: {what} answer ms", e_ms, m_ms, ".1f")
-        e_all = _fanout_median(report.fanout, "etcd")
-        m_all = _fanout_median(report.fanout, "minietcd")
-        row(f"fan-out {n}: all answered ms", e_all, m_all, ".1f", "56")
+            anchor = "56" if attr == "all_ms" else ""
+            row(f"fan-out {n}: {what}", e_ms, m_ms, ".1f", anchor)
         for server in SERVERS:
             times = [r.all_ms for r in report.fanout if r.server == server]
             print(

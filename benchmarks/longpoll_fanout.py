@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 from attrs import frozen
 
+from benchmarks.procstats import cpu_seconds
+
 #: The key every watcher waits on.
 FANOUT_KEY = "fanout"
 
@@ -80,6 +82,8 @@ class FanOutResult:
     all_ms: float
     put_answer_ms: float
     client_cpu_ms: float
+    #: CPU the server used from the PUT until the last answer (all its threads).
+    server_cpu_ms: float
     wrong_answers: int
 
 
@@ -123,6 +127,7 @@ def fan_out(
     port: int,
     count: int,
     value: str,
+    pid: int,
     timeout: float = 60.0,
     before_put: contextlib.AbstractContextManager[object] | None = None,
 ) -> FanOutResult:
@@ -165,6 +170,7 @@ def fan_out(
             answered: list[float] = []
             put_answered = -1.0
             cpu = time.process_time()
+            server_cpu = cpu_seconds(pid)
             start = time.monotonic()
             put_sock.send(put_request)
             while len(answered) < count or put_answered < 0:
@@ -186,6 +192,7 @@ def fan_out(
                     elif responses[key.fd].feed(data) or not data:
                         answered.append(now)
                         sel.unregister(sock)
+            server_cpu = cpu_seconds(pid) - server_cpu
             cpu = time.process_time() - cpu
     wrong = sum(
         1
@@ -201,5 +208,6 @@ def fan_out(
         times[-1],
         1000.0 * (put_answered - start),
         1000.0 * cpu,
+        1000.0 * server_cpu,
         wrong,
     )
