@@ -50,6 +50,7 @@ from minietcd.params import (
     clean_path,
     media_type,
     parse_form,
+    parse_hex_id,
     parse_key_request,
     unescape,
 )
@@ -93,7 +94,9 @@ class _KeysResource(KleinResource):
         assert isinstance(result, Deferred)
         finished = request.notifyFinish()  # type: ignore[attr-defined]
         finished.addErrback(lambda _: result.cancel())
-        result.addCallbacks(_written, _abandoned, callbackArgs=(request,))
+        result.addCallbacks(
+            _written, _abandoned, callbackArgs=(request,), errbackArgs=(request,)
+        )
         return NOT_DONE_YET
 
 
@@ -103,22 +106,15 @@ def _written(body: bytes, request: Request) -> None:
         request.finish()
 
 
-def _abandoned(failure: Failure) -> None:
+def _abandoned(failure: Failure, request: Request) -> None:
     if not failure.check(CancelledError):
         KeysAPI.log.failure("a long poll failed", failure)
+        _written(b"", request)
 
 
 class _Klein(Klein):
     def resource(self) -> KleinResource:
         return _KeysResource(self)
-
-
-def parse_uint_hex(text: str) -> int | None:
-    """Go's C{strconv.ParseUint(text, 16, 64)} (member IDs)."""
-    if not text or not text.isascii() or text.strip("0123456789abcdefABCDEF"):
-        return None
-    value = int(text, 16)
-    return value if value < 1 << 64 else None
 
 
 @define(eq=False)
@@ -185,6 +181,8 @@ class KeysAPI:
                 method=request.method,
                 uri=request.uri,
             )
+            if request.startedWriting:
+                return b""
             error = EtcdError(RAFT_INTERNAL, "unexpected error, see the server log")
             return self._error(request, error)
 
@@ -455,7 +453,7 @@ class KeysAPI:
             return self._membership_change(request, None)
         if rest == "":
             return gohttp.error_text(request, 405, b"Method Not Allowed\n")
-        wanted = parse_uint_hex(rest)
+        wanted = parse_hex_id(rest)
         if wanted is None:
             return self._message(request, 404, f"No such member: {rest}")
         if method == b"DELETE":

@@ -296,6 +296,14 @@ def parse_uint(text: str) -> int | None:
     return number if number <= _UINT64_MAX else None
 
 
+def parse_hex_id(text: str) -> int | None:
+    """Go's C{strconv.ParseUint(text, 16, 64)}, as etcd reads member IDs."""
+    if not text or not text.isascii() or text.strip("0123456789abcdefABCDEF"):
+        return None
+    value = int(text, 16)
+    return value if value < 1 << 64 else None
+
+
 @frozen
 class KeyRequest:
     """A validated keys-API request (etcd's C{etcdserverpb.Request} fields)."""
