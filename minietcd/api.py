@@ -62,6 +62,7 @@ RAFT_TERM = b"2"
 #: The raft index a fresh etcd 3.4 member has applied before serving.
 START_RAFT_INDEX = 4
 
+_YEAR_2000 = 946_684_800.0
 _KEYS_METHODS = frozenset({b"HEAD", b"GET", b"PUT", b"POST", b"DELETE"})
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _ENDPOINT = "dispatch"
@@ -143,7 +144,14 @@ class KeysAPI:
     _last_body: bytes = field(init=False, default=b"")
 
     def __attrs_post_init__(self) -> None:
-        self.cluster = Cluster(self.name, to_ns(self._clock.seconds()))
+        now = self._clock.seconds()
+        if now < _YEAR_2000:
+            self.log.warn(
+                "the clock reads {now} s since the epoch, before 2000: etcd treats "
+                "expirations before 2000 as no TTL, so keys set now never expire",
+                now=now,
+            )
+        self.cluster = Cluster(self.name, to_ns(now))
         self._cluster_id = [hex_id(self.cluster.cluster_id).encode("ascii")]
         self.store.on_watcher_error = self._watcher_failed
         self._schedule()

@@ -6,6 +6,8 @@ from typing import Any
 
 from treq import content
 from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 from twisted.web.test.requesthelper import DummyChannel
@@ -432,3 +434,16 @@ class BoundedRequestTests(SynchronousTestCase):
         assert request.content is not None
         request.content.seek(0, 2)
         self.assertEqual(request.content.tell(), MAX_BODY_BYTES + 1)
+
+
+class ClockWarningTests(SynchronousTestCase):
+    """A clock still at the epoch makes every TTL permanent, as etcd would."""
+
+    def test_warns_about_a_clock_before_2000(self) -> None:
+        """A KeysAPI on an unadvanced Clock logs a warning saying why TTLs stick."""
+        with capturedLogs() as events:
+            api = KeysAPI(clock=Clock())
+        [warning] = [e for e in events if "before 2000" in e["log_format"]]
+        self.assertEqual(warning["now"], 0)
+        api.store.set("/k", "v", 0.0, ttl=1)
+        self.assertIsNone(api.store.next_expiry())
