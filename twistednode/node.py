@@ -25,7 +25,8 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from twistednode.etcdv2 import EtcdV2Backend, EtcdV2Client
+from twistednode.backends import SelectedBackend, make_backend
+from twistednode.etcdv3 import Credentials
 from twistednode.hello import HelloProtocol
 from twistednode.legacykey import LegacyKey
 from twistednode.membership import (
@@ -42,6 +43,7 @@ from twistednode.record import MemberRecord
 from twistednode.registry import Registry, RemovalReason, local_address_towards
 from twistednode.settings import Settings
 from twistednode.status import StatusAPI, StatusDocument
+from twistednode.tlsconfig import ClientTLS
 from twistednode.wire import PROCESS_PID, Envelope
 
 EventName = Literal["added", "removed", "master", "promotion", "demotion"]
@@ -84,6 +86,11 @@ class ClusterNode(MultiService):
     @ivar http: an endpoint string for the status API and live page, or None.
     @ivar pid: node-discover's per-process id; nodes sharing one are deaf to each
         other (rule R4), so several nodes in one process need their own.
+    @ivar etcd_api: "auto" (ask the server), "v2" or "v3"; see L{make_backend}.
+        The default stays "v2", what the node spoke before, until the tap passes
+        C{--etcd-api} (whose default is "auto").
+    @ivar etcd_tls: client TLS for https:// etcd URLs (L{tls_from_options}).
+    @ivar etcd_auth: a v3 user and password.
     """
 
     log = Logger()
@@ -104,10 +111,14 @@ class ClusterNode(MultiService):
     started_at: float = field(default=0.0)
     check_step: float = 0.1
     pid: str = PROCESS_PID
+    etcd_api: str = "v2"
+    etcd_tls: ClientTLS | None = None
+    etcd_auth: Credentials | None = None
 
     _membership: Membership = field(init=False)
     _hello: HelloProtocol = field(init=False)
     _registry: Registry | None = field(default=None, init=False)
+    _backend: SelectedBackend | None = field(default=None, init=False)
     _status: StatusAPI | None = field(default=None, init=False)
     _observers: dict[EventName, list[Observer]] = field(init=False)
     _registry_peers: dict[str, tuple[str, int]] = field(factory=dict, init=False)
@@ -149,9 +160,15 @@ class ClusterNode(MultiService):
             reactor=self.reactor,
         ).setServiceParent(self)
         if self.etcd_urls:
-            client = EtcdV2Client(self.reactor, self.etcd_urls)
+            self._backend = make_backend(
+                self.reactor,
+                self.etcd_urls,
+                api=self.etcd_api,
+                tls=self.etcd_tls,
+                auth=self.etcd_auth,
+            )
             self._registry = Registry(
-                backend=EtcdV2Backend(client),
+                backend=self._backend,
                 cluster=self.cluster,
                 listener=self,
                 clock=self.reactor,
@@ -373,7 +390,7 @@ class ClusterNode(MultiService):
         registry: dict[str, Any] = {"state": "disabled", "api": None, "url": None}
         if self._registry is not None:
             registry = self._registry.status()
-            registry["api"] = "v2"
+            registry["api"] = None if self._backend is None else self._backend.api
             registry["url"] = self._registry.endpoint
         registry["cluster"] = self.cluster
         return {
