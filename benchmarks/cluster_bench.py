@@ -60,9 +60,10 @@ import random
 import signal
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from attrs import asdict, frozen
@@ -71,6 +72,7 @@ from benchmarks.clusternode_procs import (
     ClusterNodeProcess,
     ClusterView,
     agreed_master,
+    bytecode_env,
     meshed,
     removed_everywhere,
     seen_by,
@@ -120,14 +122,19 @@ def _promotions(nodes: Sequence[ClusterNodeProcess], start: float, end: float) -
     return sum(1 for n in nodes for t in n.promotions if start <= t < end)
 
 
-def run_clusternode(etcd: MiniEtcdProcess, size: int, rng: random.Random) -> Metrics:
+def run_clusternode(
+    etcd: MiniEtcdProcess,
+    size: int,
+    rng: random.Random,
+    env: Mapping[str, str] | None = None,
+) -> Metrics:
     """One clusternode run: cold start, late joiner, SIGKILL and SIGTERM of masters."""
     view = ClusterView()
     cluster = f"bench-{uuid.uuid4().hex[:8]}"
     wait = wait_bound(size)
 
     def node() -> ClusterNodeProcess:
-        return ClusterNodeProcess(etcd.url, cluster, view, str(uuid.uuid4()))
+        return ClusterNodeProcess(etcd.url, cluster, view, str(uuid.uuid4()), env=env)
 
     nodes = [node() for _ in range(size)]
     everyone = list(nodes)
@@ -362,6 +369,21 @@ def run_nodediscover(size: int, rng: random.Random) -> Metrics:
     }
 
 
+def warm_up(etcd: MiniEtcdProcess, env: Mapping[str, str] | None) -> None:
+    """Start and stop one node, so that what the nodes import is compiled once."""
+    node = ClusterNodeProcess(
+        etcd.url, "warmup", ClusterView(), str(uuid.uuid4()), env=env, follow=False
+    )
+    try:
+        node.start()
+        node.wait_ready(60.0)
+        deadline = time.monotonic() + 10.0
+        while node.registered_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop_nodes([node])
+
+
 @frozen
 class IdleResult:
     """Idle samples of one kind's nodes (and minietcd for clusternode)."""
@@ -370,12 +392,17 @@ class IdleResult:
     registry: ProcSample | None
 
 
-def idle_clusternode(etcd: MiniEtcdProcess, size: int, seconds: float) -> IdleResult:
+def idle_clusternode(
+    etcd: MiniEtcdProcess,
+    size: int,
+    seconds: float,
+    env: Mapping[str, str] | None = None,
+) -> IdleResult:
     """A settled clusternode cluster, streams closed, sampled with minietcd."""
     view = ClusterView()
     cluster = f"idle-{uuid.uuid4().hex[:8]}"
     nodes = [
-        ClusterNodeProcess(etcd.url, cluster, view, str(uuid.uuid4()))
+        ClusterNodeProcess(etcd.url, cluster, view, str(uuid.uuid4()), env=env)
         for _ in range(size)
     ]
     try:
@@ -610,6 +637,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-size", type=int, default=3, help="idle cluster size")
     parser.add_argument("--seed", type=int, default=None, help="kill-phase seed")
     parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="let clusternode compile the project at every start (a checkout run "
+        "with PYTHONDONTWRITEBYTECODE) instead of caching bytecode as an install",
+    )
+    parser.add_argument(
         "--json", default=None, help="write raw results here (- = stdout)"
     )
     args = parser.parse_args(argv)
@@ -635,10 +668,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "# cluster benchmark: clusternode on minietcd vs node-discover 1.2.1", file=out
     )
     print(f"load average before: {result['meta']['load_before']}", file=out)
+    env: dict[str, str] | None = None
+    if not args.no_bytecode_cache:
+        env = bytecode_env(os.path.join(tempfile.gettempdir(), "twistednode-pycache"))
+    result["meta"]["bytecode_cached"] = env is not None
+    print(
+        "clusternode bytecode: "
+        + ("cached (as installed)" if env is not None else "compiled at each start"),
+        file=out,
+    )
     etcd = MiniEtcdProcess().start()
     try:
+        warm_up(etcd, env)
         if args.idle > 0:
-            cn_idle = idle_clusternode(etcd, args.idle_size, args.idle)
+            cn_idle = idle_clusternode(etcd, args.idle_size, args.idle, env)
             nd_idle = idle_nodediscover(args.idle_size, args.idle)
             rows = idle_rows(cn_idle, nd_idle)
             result["idle"] = {
@@ -658,11 +701,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i in range(args.runs):
                 loads.append(_load())
                 if i % 2 == 0:
-                    cn.append(run_clusternode(etcd, size, rng))
+                    cn.append(run_clusternode(etcd, size, rng, env))
                     nd.append(run_nodediscover(size, rng))
                 else:
                     nd.append(run_nodediscover(size, rng))
-                    cn.append(run_clusternode(etcd, size, rng))
+                    cn.append(run_clusternode(etcd, size, rng, env))
                 print(f"# size {size} run {i + 1}/{args.runs} done", file=sys.stderr)
             rows = size_rows(cn, nd)
             result["sizes"][str(size)] = {
