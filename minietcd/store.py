@@ -195,14 +195,14 @@ class Store:
             existing = None
         if refresh and existing is not None:
             value = existing.value
+        expiration = expiration_for(ttl, now_ns)
         try:
             event = self._create(
-                key, dir, value, False, True, expiration_for(ttl, now_ns), now_ns
+                "set", key, dir, value, False, expiration, now_ns, refresh
             )
         except EtcdError:
             self.stats.sets_fail += 1
             raise
-        event = Event("set", event.node, event.prev_node, self.index, refresh)
         self.stats.sets_success += 1
         self._hub.publish(event)
         return event
@@ -219,14 +219,12 @@ class Store:
     ) -> Event:
         """Create C{key}, failing if it exists; C{unique} appends an in-order name."""
         now_ns = self._begin(now)
+        expiration = expiration_for(ttl, now_ns)
         try:
-            event = self._create(
-                key, dir, value, unique, False, expiration_for(ttl, now_ns), now_ns
-            )
+            event = self._create("create", key, dir, value, unique, expiration, now_ns)
         except EtcdError:
             self.stats.create_fail += 1
             raise
-        event = Event("create", event.node, None, self.index)
         self.stats.create_success += 1
         self._hub.publish(event)
         return event
@@ -467,15 +465,20 @@ class Store:
 
     def _create(
         self,
+        action: str,
         key: str,
         dir: bool,
         value: str,
         unique: bool,
-        replace: bool,
         expiration: int | None,
         now_ns: int,
+        refresh: bool = False,
     ) -> Event:
-        """etcd's C{internalCreate}; the caller publishes the event and counts stats."""
+        """etcd's C{internalCreate}: a set replaces a file, a create never replaces.
+
+        The caller publishes the event and counts stats.
+        """
+        replace = action == "set"
         current = self.index
         next_index = current + 1
         if unique:
@@ -523,7 +526,7 @@ class Store:
             next_index,
             next_index,
         )
-        return Event("", view, prev, next_index)
+        return Event(action, view, prev, next_index, refresh)
 
     def _walk_create(self, path: str, next_index: int) -> _Node:
         node = self._root
