@@ -46,6 +46,8 @@ class NodeSpec:
     list_delay: float = 0.0
     kill_at: float | None = None
     leave_at: float | None = None
+    expire_at: float | None = None
+    rejoin_after: float = 1.0
     record_ttl: float = 5.0
 
 
@@ -90,6 +92,7 @@ class Simulation:
     network: Network
     rng: random.Random
     check_step: float = 0.1
+    max_events: int = 200_000
     nodes: list[SimNode] = field(factory=list)
     now: float = 0.0
     violations: list[tuple[float, list[str]]] = field(factory=list)
@@ -103,7 +106,7 @@ class Simulation:
 
     def __attrs_post_init__(self) -> None:
         for n, spec in enumerate(self.specs):
-            iid = f"{self.rng.getrandbits(128):032x}"
+            iid = f"{self.rng.getrandbits(32):08x}-{n}"  # random order, unique
             settings = evolve(self.settings, weight=spec.weight, client=spec.client)
             node = SimNode(
                 name=f"n{n}",
@@ -119,6 +122,8 @@ class Simulation:
                 self._at(spec.kill_at, partial(self._kill, node))
             if spec.leave_at is not None:
                 self._at(spec.leave_at, partial(self._leave, node))
+            if spec.expire_at is not None:
+                self._at(spec.expire_at, partial(self._expire, node))
 
     # -- driving ---------------------------------------------------------------
 
@@ -130,6 +135,9 @@ class Simulation:
         while self._queue and self._queue[0][0] <= until:
             when, _n, action = heapq.heappop(self._queue)
             self.now = when
+            self.max_events -= 1
+            if self.max_events < 0:
+                raise RuntimeError(f"runaway simulation at t={when}")
             action()
             masters = [n.name for n in self.nodes if n.alive and n.membership.is_master]
             if len(masters) > 1:
@@ -178,7 +186,7 @@ class Simulation:
     def _schedule_tick(self, node: SimNode) -> None:
         step = self.check_step
         if self.network.jitter_ticks:
-            step = self.rng.uniform(0.001, self.check_step)
+            step = self.rng.uniform(self.check_step / 2, self.check_step)
 
         def fire() -> None:
             if node.alive:
@@ -195,6 +203,14 @@ class Simulation:
         if self.id_of(node) in self._records:
             self._at(self.now + node.spec.record_ttl, lambda: self._delete(node))
 
+    def _expire(self, node: SimNode) -> None:
+        """The node's lease is lost while it runs on; it writes a new record later."""
+        if not node.alive:
+            return
+        self._delete(node)
+        node.listed = False
+        self._at(self.now + node.spec.rejoin_after, partial(self._register, node))
+
     def _leave(self, node: SimNode) -> None:
         if not node.alive:
             return
@@ -204,8 +220,9 @@ class Simulation:
             bye = wire.Envelope(
                 BYE_EVENT, "pid", self.id_of(node), None, node.membership.bye_data()
             )
+            datagram = wire.encode(bye)
             for port in self._destinations(node):
-                self._transmit(node, port, bye)
+                self._transmit(node, port, datagram)
         node.alive = False
         node.gone = True
         self._delete(node)
@@ -287,11 +304,11 @@ class Simulation:
         envelope = wire.Envelope(
             "hello", "pid", self.id_of(node), None, node.membership.hello_data()
         )
-        for dest in ports:
-            self._transmit(node, dest, envelope)
-
-    def _transmit(self, node: SimNode, port: int, envelope: wire.Envelope) -> None:
         datagram = wire.encode(envelope)
+        for dest in ports:
+            self._transmit(node, dest, datagram)
+
+    def _transmit(self, node: SimNode, port: int, datagram: bytes) -> None:
         stable = self._stable_from is not None and self.now >= self._stable_from
         copies = 1
         if not stable:

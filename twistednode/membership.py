@@ -211,6 +211,8 @@ class Marker:
 
 @define
 class _Record:
+    """A node-discover record: merged hello data, with its derived fields cached."""
+
     id: str
     data: dict[str, object]
     address: str
@@ -218,18 +220,20 @@ class _Record:
     host_name: str | None
     last_seen: float
     seq: int | None = None
+    is_master: bool = False
+    is_eligible: bool = False
+    weight: float = math.nan
+    marker: Marker | None = None
 
-    @property
-    def is_master(self) -> bool:
-        return js_truthy(self.data.get("isMaster"))
-
-    @property
-    def is_eligible(self) -> bool:
-        return js_truthy(self.data.get("isMasterEligible"))
-
-    @property
-    def marker(self) -> Marker | None:
-        return Marker.parse(self.data.get(EXTENSION_KEY))
+    def merge(self, data: Mapping[str, object]) -> None:
+        """Copy the keys of a hello onto the record (missing keys keep values)."""
+        for key, value in data.items():
+            if key not in _OVERWRITTEN:
+                self.data[key] = value
+        self.is_master = js_truthy(self.data.get("isMaster"))
+        self.is_eligible = js_truthy(self.data.get("isMasterEligible"))
+        self.weight = number_field(self.data, "weight")
+        self.marker = Marker.parse(self.data.get(EXTENSION_KEY))
 
     def member(self) -> Member:
         return Member(
@@ -239,7 +243,7 @@ class _Record:
             host_name=self.host_name,
             is_master=self.is_master,
             is_master_eligible=self.is_eligible,
-            weight=number_field(self.data, "weight"),
+            weight=self.weight,
             advertisement=self.data.get("advertisement"),
             last_seen=self.last_seen,
             is_ours=self.marker is not None,
@@ -310,7 +314,7 @@ class Membership:
         smallest id (the order of the tie-break).
         """
         candidates = [
-            (r.id, number_field(r.data, "weight"), r.marker is None)
+            (r.id, r.weight, r.marker is None)
             for r in self._records.values()
             if r.is_master
         ]
@@ -416,9 +420,7 @@ class Membership:
         else:
             was_master = record.is_master
             before = (record.is_master, record.is_eligible)
-        for key, value in data.items():
-            if key not in _OVERWRITTEN:
-                record.data[key] = value
+        record.merge(data)
         record.address, record.port = source
         record.host_name = envelope.host_name
         record.last_seen = now
@@ -437,7 +439,9 @@ class Membership:
             events += self._check(now)
         elif self._in_early_phase(now):
             events += self._elect(now)
-        return _finish(events + self._ack_events())
+        if is_new or any(isinstance(e, Removed) for e in events):
+            events += self._ack_events()  # only the table changes the watermark
+        return _finish(events)
 
     def goodbye_received(self, now: float, envelope: Envelope) -> list[Event]:
         """A goodbye datagram (L{BYE_EVENT}) from one of our nodes."""
@@ -517,7 +521,10 @@ class Membership:
         for member_id, (_seq, since) in list(self._tombstones.items()):
             if now - since > horizon:
                 del self._tombstones[member_id]
-        return _finish(self._check(now) + self._ack_events())
+        events = self._check(now)
+        if any(isinstance(e, Removed) for e in events):
+            events += self._ack_events()  # the watermark may have dropped
+        return _finish(events)
 
     def promote(self) -> list[Event]:
         """Become master unconditionally (node-discover's C{promote()})."""
@@ -540,7 +547,7 @@ class Membership:
 
     def _beats(self, record: _Record) -> bool:
         """§6.2 item 1: r beats me (use instead of "weight > my weight")."""
-        weight = number_field(record.data, "weight")
+        weight = record.weight
         if weight > self.settings.weight:
             return True
         if weight == self.settings.weight:
