@@ -620,6 +620,24 @@ class BackendWatchTests(V3TestCase):
         self.assertEqual(self.successResultOf(self.watch(revision))[0].index, revision)
         self.assertEqual(self.etcd.watch_requests, 1)
 
+    def test_stream_follows_client_to_another_member(self) -> None:
+        """Once calls move to another member, a silent stream there is ended."""
+        backend = self.backend(urls=URLS[:2])
+        start = self.etcd.revision + 1
+        d = backend.watch(DIR, start, 60)
+        self.stub.flush()
+        self.http.down.add("e1")  # e1 cut off; its open stream just goes quiet
+        self.result(backend.list(DIR))
+        self.assertEqual(backend.endpoint, URLS[1])
+        error = self.failureResultOf(d, WatchEnded).value
+        self.assertIn("moved from http://e1:2379 to http://e2:2379", str(error))
+        d = backend.watch(DIR, start, 60)
+        self.stub.flush()
+        revision = self.etcd.put(DIR + "/a", "1")
+        self.stub.flush()
+        self.assertEqual(self.successResultOf(d)[0].index, revision)
+        self.assertEqual(len(self.etcd.watchers), 1)
+
     def test_cancel_and_close(self) -> None:
         """A cancelled watch leaves the stream; close() ends it on the server."""
         d = self.watch(self.etcd.revision + 1)

@@ -384,10 +384,29 @@ class EtcdV3Backend:
 
         def forget(result: object) -> object:
             self._in_flight.discard(d)
+            self._follow_client()
             return result
 
         d.addBoth(forget)
         return d.addErrback(self._to_backend_error)
+
+    def _follow_client(self) -> None:
+        """
+        End watch streams on a member the client has moved away from.
+
+        A member cut off without a reset (a partition, a hung host) leaves its
+        stream silent; once a keepalive or a listing has moved to another member,
+        the watch follows at once rather than after the registry's watch timeout.
+        """
+        url = self.client.url
+        for watch in list(self._watches.values()):
+            if watch.url and watch.url != url and watch.ended is None:
+                self.log.info(
+                    "etcd calls moved from {old} to {new}; watching there too",
+                    old=watch.url,
+                    new=url,
+                )
+                watch.end(WatchEnded(f"etcd calls moved from {watch.url} to {url}"))
 
     def _to_backend_error(self, failure: Failure) -> Failure:
         """Map a client error onto the backend's exceptions; pass the rest on."""

@@ -1,0 +1,158 @@
+"""Three nodes on a three-member real etcd 3.4 cluster: losing a member costs nothing.
+
+Each node is given all three client URLs, in a rotated order, so each starts on a
+different member. The test stops (SIGTERM) the member the first node uses and
+measures how long that node takes to hear a change again through another member:
+the second node rewrites its record right after the stop, and the time runs until
+the first node's registry has that change. Meanwhile no node may be removed and the
+master may not change. It runs over the v2 and over the v3 API; the times are
+printed (they are the number the report quotes).
+
+The nodes run in this process (C{ClusterNode} on the real reactor, UDP on
+127.0.0.1, each with its own node-discover pid).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from tests.servers import RealEtcd, RealEtcdCluster
+from tests.test_registry import eventually
+from twistednode.membership import MembershipEvent
+from twistednode.node import ClusterNode
+from twistednode.settings import make_settings
+
+#: What the test demands: the node hears changes through another member within this.
+MOVE_LIMIT = 1.0
+
+
+class EtcdMemberLossMixin:
+    api = "v2"
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.etcd = RealEtcdCluster(size=3).start()
+        self.addCleanup(self.etcd.stop)  # type: ignore[attr-defined]
+        self.cluster = "mc-" + uuid.uuid4().hex[:12]
+
+    def node(self, index: int, weight: float) -> ClusterNode:
+        urls = self.etcd.urls[index:] + self.etcd.urls[:index]
+        settings = make_settings(
+            epoch_ms=int(self.reactor.seconds() * 1000), weight=weight
+        )
+        node = ClusterNode(
+            reactor=self.reactor,
+            settings=settings,
+            cluster=self.cluster,
+            etcd_urls=tuple(urls),
+            udp_port=0,
+            udp_interface="127.0.0.1",
+            pid=str(uuid.uuid4()),
+            etcd_api=self.api,
+        )
+        node.startService()
+
+        async def stop() -> None:
+            if node.running:
+                await node.stopService()
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop()))  # type: ignore[attr-defined]
+        return node
+
+    def test_leader_member_loss(self) -> Deferred[None]:
+        """Stopping the etcd leader a node uses: it moves on in < 1 s, no one else."""
+        return Deferred.fromCoroutine(self._member_loss(leader=True))
+
+    def test_follower_member_loss(self) -> Deferred[None]:
+        """Stopping a follower a node uses: it moves on in < 1 s, no one else."""
+        return Deferred.fromCoroutine(self._member_loss(leader=False))
+
+    async def _member_loss(self, leader: bool) -> None:
+        etcd_leader = self.etcd.leader()
+        # Node 0 starts on the member to stop: rotate the URL lists to match.
+        start = self.etcd.members.index(etcd_leader)
+        if not leader:
+            start = (start + 1) % 3
+        self.etcd.members = self.etcd.members[start:] + self.etcd.members[:start]
+        nodes = [self.node(i, float(10 - i)) for i in range(3)]
+        ids = {n.id for n in nodes}
+
+        def settled() -> bool:
+            return all(
+                n.registry is not None
+                and n.registry.state == "watching"
+                and {m.id for m in n.members} == ids - {n.id}
+                and n.master == nodes[0].id
+                for n in nodes
+            )
+
+        await eventually(settled, "three nodes, one master", timeout=20)
+        first, second = nodes[0], nodes[1]
+        assert first.registry is not None and second.registry is not None
+        self.assertEqual(first.status_document()["registry"]["api"], self.api)  # type: ignore[attr-defined]
+        used = first.registry.endpoint
+        member = self._member(used)
+        self.assertEqual(member is etcd_leader, leader)  # type: ignore[attr-defined]
+        removed: list[MembershipEvent] = []
+        for n in nodes:
+            n.on("removed", removed.append)
+
+        signalled_at = self.reactor.seconds()
+        member.terminate()  # SIGTERM and wait for the exit (the reactor waits too)
+        stopped_at = self.reactor.seconds()
+        second.set_advertisement({"after": "stop"})
+
+        def heard() -> bool:
+            peer = first.registry.peers.get(second.id) if first.registry else None
+            return peer is not None and peer.advertisement == {"after": "stop"}
+
+        await eventually(heard, "the change through another member", timeout=10)
+        moved = self.reactor.seconds() - stopped_at
+        await eventually(
+            lambda: first.registry is not None and first.registry.endpoint != used,
+            "the endpoint moves",
+            timeout=10,
+        )
+        switched = self.reactor.seconds() - stopped_at
+        print(
+            f"\n[etcd {self.api}] member {member.name} "
+            f"({'leader' if leader else 'follower'}) took "
+            f"{(stopped_at - signalled_at) * 1000:.0f} ms to exit; then the node heard "
+            f"a change via another member after {moved * 1000:.0f} ms, its endpoint "
+            f"showed {first.registry.endpoint} after {switched * 1000:.0f} ms",
+            file=sys.stderr,
+        )
+        self.assertLess(moved, MOVE_LIMIT)  # type: ignore[attr-defined]
+        total = moved + stopped_at - signalled_at
+        self.assertLess(total, MOVE_LIMIT, "including etcd's own stop")  # type: ignore[attr-defined]
+
+        await deferLater(self.reactor, 3.0)  # past the node timeout (2 s)
+        self.assertEqual(removed, [])  # type: ignore[attr-defined]
+        for n in nodes:
+            self.assertEqual(n.master, nodes[0].id)  # type: ignore[attr-defined]
+            self.assertEqual({m.id for m in n.members}, ids - {n.id})  # type: ignore[attr-defined]
+            assert n.registry is not None
+            self.assertEqual(n.registry.state, "watching")  # type: ignore[attr-defined]
+        self.assertEqual(first.registry.stats.recreations, 0)  # type: ignore[attr-defined]
+
+    def _member(self, url: str) -> RealEtcd:
+        for member in self.etcd.members:
+            if member.url == url:
+                return member
+        raise AssertionError(f"{url} is not a member URL")
+
+
+class EtcdV2MemberLossTests(EtcdMemberLossMixin, TestCase):
+    api = "v2"
+
+
+class EtcdV3MemberLossTests(EtcdMemberLossMixin, TestCase):
+    api = "v3"
