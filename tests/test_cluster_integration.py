@@ -2,10 +2,16 @@
 
 Each test starts C{twistd -n clusternode} processes (tests/clusternodes.py) that find
 each other through the registry, and watches them from outside through C{/status}:
-convergence, one master agreed by all, fail-over after a clean stop and after a
-crash, a late joiner, a record deleted by hand, a registry restart. Every status
+convergence, one master agreed by all, a record deleted by hand, a late joiner,
+fail-over after a clean stop and after a crash, a registry restart. Every status
 sample goes to a L{MasterTimeline}, and every test ends by checking that no two nodes
 were ever provably master at the same moment.
+
+The same scenarios run against minietcd (v2), real etcd through the v3 API (what
+C{--etcd-api auto} picks there) and real etcd through its v2 API; the registry
+restart runs against minietcd (which comes back empty) and real etcd v3 (which comes
+back with its data, leases possibly expired). Scenarios that share a cluster are
+chained in one test, because starting the processes costs more than the checks.
 
 The nodes run node-discover's default intervals (hello 1 s, check 2 s, timeouts 2 s):
 the fail-over bounds below are stated in terms of them. Measured times are printed.
@@ -13,6 +19,7 @@ the fail-over bounds below are stated in terms of them. Measured times are print
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import time
@@ -73,6 +80,16 @@ def registered(views: list[NodeView], ids: set[str]) -> bool:
     )
 
 
+def v3_call(url: str, path: str, key: str) -> Any:
+    """POST C{{"key": key}} to etcd's v3 JSON gateway; return the decoded answer."""
+    data = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    request = urllib.request.Request(
+        url + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=2) as r:
+        return json.load(r)
+
+
 def all_registered(ids: set[str]) -> Callable[[list[NodeView]], bool]:
     """The predicate L{registered} for C{ids}."""
     return lambda views: registered(views, ids)
@@ -82,6 +99,10 @@ class _Scenarios(_Base):
     """The scenarios, run against the registry the concrete class provides."""
 
     url: str
+    #: The C{--etcd-api} option the nodes get (None: the default, "auto").
+    etcd_api: str | None = None
+    #: The API the nodes must report using in C{/status}.
+    expected_api = "v2"
 
     def registry_url(self) -> str:
         """Start (or share) the registry for one test; return its URL."""
@@ -105,8 +126,17 @@ class _Scenarios(_Base):
 
     # -- helpers ----------------------------------------------------------------------
 
+    def node_options(self) -> dict[str, Any]:
+        extra = [] if self.etcd_api is None else ["--etcd-api", self.etcd_api]
+        return {
+            "etcd": self.url,
+            "cluster": self.cluster,
+            "timers": TIMERS,
+            "extra_args": extra,
+        }
+
     def start(self, count: int) -> list[ClusterNodeProcess]:
-        nodes = start_nodes(count, etcd=self.url, cluster=self.cluster, timers=TIMERS)
+        nodes = start_nodes(count, **self.node_options())
         self.addCleanup(stop_nodes, nodes)
         return nodes
 
@@ -124,14 +154,20 @@ class _Scenarios(_Base):
             timeline=self.timeline,
         )
 
-    def key_url(self, node_id: str) -> str:
-        return f"{self.url}/v2/keys/twistednode/{self.cluster}/members/{node_id}"
+    def key(self, node_id: str) -> str:
+        return f"/twistednode/{self.cluster}/members/{node_id}"
 
     def created_index(self, node_id: str) -> int | None:
-        """The createdIndex of a node's record, or None if there is none."""
+        """The createdIndex (v3: create_revision) of a node's record, or None."""
+        if self.expected_api == "v3":
+            body = v3_call(self.url, "/v3/kv/range", self.key(node_id))
+            kvs = body.get("kvs", [])
+            return int(kvs[0]["create_revision"]) if kvs else None
         try:
-            with urllib.request.urlopen(self.key_url(node_id), timeout=2) as r:
-                body: Any = json.load(r)
+            with urllib.request.urlopen(
+                f"{self.url}/v2/keys{self.key(node_id)}", timeout=2
+            ) as r:
+                body = json.load(r)
         except urllib.error.HTTPError as e:
             e.close()
             if e.code == 404:
@@ -142,14 +178,52 @@ class _Scenarios(_Base):
         return index
 
     def delete_record(self, node_id: str) -> None:
-        request = urllib.request.Request(self.key_url(node_id), method="DELETE")
+        """Delete a node's record by hand, as an operator would."""
+        if self.expected_api == "v3":
+            body = v3_call(self.url, "/v3/kv/deleterange", self.key(node_id))
+            self.assertEqual(body.get("deleted"), "1", body)
+            return
+        request = urllib.request.Request(
+            f"{self.url}/v2/keys{self.key(node_id)}", method="DELETE"
+        )
         with urllib.request.urlopen(request, timeout=2) as r:
             r.read()
 
     # -- the scenarios ----------------------------------------------------------------
 
-    def test_three_nodes_converge_and_elect_one_master(self) -> None:
-        """Three nodes see each other via the registry and agree on the heaviest."""
+    def rewrite_deleted_record(
+        self, nodes: list[ClusterNodeProcess], master: str
+    ) -> None:
+        """Delete the master's record by hand: its node writes it again, nothing moves.
+
+        The others see the deletion of a live, eligible member, which must not
+        remove it (it may be a lease expiry); the master stays master.
+        """
+        ids = {n.id for n in nodes}
+        old_index = self.created_index(master)
+        assert old_index is not None
+        started = time.monotonic()
+        self.delete_record(master)
+        wait_for_cluster(
+            nodes,
+            lambda vs: (
+                (self.created_index(master) or 0) > old_index
+                and agreed_master_of(vs) == master
+                and all_see_all(vs, ids)
+            ),
+            SETTLE,
+            "the record created again, the same master meanwhile",
+            timeline=self.timeline,
+        )
+        report("record deleted -> created again", time.monotonic() - started)
+        done = self.converged(nodes)
+        self.assertEqual(agreed_master_of(done.views), master)
+        (deleted,) = [n for n in nodes if n.id == master]
+        counters = deleted.status()["registry"]["counters"]
+        self.assertGreaterEqual(counters["recreations"], 1)
+
+    def test_nodes_converge_elect_and_rewrite_a_deleted_record(self) -> None:
+        """Three nodes find each other, elect the heaviest early, survive a deletion."""
         # The early election (membership.py) needs a second node registered inside
         # the master's early window (before a check_interval after its bind). On a
         # machine so loaded that the nodes start further apart than that, the
@@ -187,11 +261,14 @@ class _Scenarios(_Base):
         # after the bind (which comes after startedAt).
         report("master's uptime when first seen agreed", view.uptime)
         self.assertLess(view.uptime, TIMERS.check_interval)
+        for node in nodes:
+            self.assertEqual(node.status()["registry"]["api"], self.expected_api)
+        self.rewrite_deleted_record(nodes, master)
 
     def join(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
         """Start one more node; check every node sees it soon after it registered."""
         master = agreed_master_of(self.converged(nodes).views)
-        late = ClusterNodeProcess(etcd=self.url, cluster=self.cluster, timers=TIMERS)
+        late = ClusterNodeProcess(**self.node_options())
         self.addCleanup(late.stop)
         late.launch()
         everyone = [*nodes, late]
@@ -279,33 +356,9 @@ class _Scenarios(_Base):
         nodes = self.clean_stop(nodes)
         self.assertEqual(len(self.crash(nodes)), 2)
 
-    def test_record_deleted_by_hand_is_created_again(self) -> None:
-        """A record deleted by hand is written again by its node; nothing else moves."""
-        nodes = self.start(3)
-        ids = {n.id for n in nodes}
-        master = agreed_master_of(self.converged(nodes).views)
-        assert master is not None
-        old_index = self.created_index(master)
-        assert old_index is not None
-        started = time.monotonic()
-        self.delete_record(master)
-        wait_for_cluster(
-            nodes,
-            lambda vs: (
-                (self.created_index(master) or 0) > old_index
-                and agreed_master_of(vs) == master
-                and all_see_all(vs, ids)
-            ),
-            SETTLE,
-            "the record created again, the same master meanwhile",
-            timeline=self.timeline,
-        )
-        report("record deleted -> created again", time.monotonic() - started)
-        done = self.converged(nodes)
-        self.assertEqual(agreed_master_of(done.views), master)
-        (deleted,) = [n for n in nodes if n.id == master]
-        counters = deleted.status()["registry"]["counters"]
-        self.assertGreaterEqual(counters["recreations"], 1)
+
+class _RestartScenario(_Scenarios):
+    """The registry stopped and started again under a running cluster."""
 
     def test_registry_restart_keeps_cluster_and_nodes_register_again(self) -> None:
         """Nothing changes while the registry is down; then all nodes register again."""
@@ -354,8 +407,8 @@ class _Scenarios(_Base):
         raise NotImplementedError
 
 
-class MiniEtcdClusterTests(_Scenarios, SynchronousTestCase):
-    """The scenarios against minietcd (a twistd process of our own)."""
+class MiniEtcdClusterTests(_RestartScenario, SynchronousTestCase):
+    """The scenarios against minietcd (v2, a twistd process of our own)."""
 
     def registry_url(self) -> str:
         if self._testMethodName.startswith("test_registry_restart"):
@@ -373,8 +426,10 @@ class MiniEtcdClusterTests(_Scenarios, SynchronousTestCase):
         self.addCleanup(self.etcd.stop)
 
 
-class RealEtcdClusterTests(_Scenarios, SynchronousTestCase):
-    """The scenarios against real etcd 3.4 with the v2 API enabled."""
+class RealEtcdV3ClusterTests(_RestartScenario, SynchronousTestCase):
+    """The scenarios against real etcd 3.4, which the nodes use through v3 (auto)."""
+
+    expected_api = "v3"
 
     def registry_url(self) -> str:
         if self._testMethodName.startswith("test_registry_restart"):
@@ -387,8 +442,17 @@ class RealEtcdClusterTests(_Scenarios, SynchronousTestCase):
         self.etcd.terminate()
 
     def start_registry(self) -> None:
-        """The same member again, with its data dir: the records may have expired."""
+        """The same member again, with its data dir: leases may have expired."""
         self.etcd.start()
+
+
+class RealEtcdV2ClusterTests(_Scenarios, SynchronousTestCase):
+    """The scenarios against real etcd 3.4 through its v2 API (C{--etcd-api v2})."""
+
+    etcd_api = "v2"
+
+    def registry_url(self) -> str:
+        return shared_real_etcd().url
 
 
 def _view(

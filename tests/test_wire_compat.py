@@ -422,15 +422,18 @@ class DefaultTimingTests(_MixedClusterMixin, SynchronousTestCase):
         return True
 
     def test_joint_election_and_failover_at_default_intervals(self) -> None:
-        """Clusternodes defer to a heavier late node-discover peer, then take over."""
+        """At a cold start our node yields to an equal-weight peer; then takes over."""
         # The clusternodes first, then the peers, which must be up before the
-        # clusternodes' first check (2 s after their bind): the clusternodes then
-        # see the heavier peer and must leave the mastership to it. node takes up
-        # to 1.5 s to start on a loaded machine: if the peer came too late for the
-        # scenario, it is set up again (a few times at most).
+        # clusternodes' first check (2 s after their bind). At that check the
+        # peer with the same weight as our heaviest node is eligible and not yet
+        # master: the one-sided tie-break (spec 6.2 item 1) says it beats us, so
+        # our node must not promote, and the peer promotes at its own check.
+        # (With a plain "weight >" our node would promote first and stay master.)
+        # node takes up to 1.5 s to start on a loaded machine: if the peer came
+        # too late for the scenario, it is set up again (a few times at most).
         for _attempt in range(3):
             cluster = self.mixed(
-                [("cn", 6), ("cn", 2), ("nd", 8), ("nd", 4)],
+                [("cn", 8), ("cn", 2), ("nd", 8), ("nd", 4)],
                 DEFAULT_TIMERS,
                 groups=[[0, 1], [2, 3]],
             )
