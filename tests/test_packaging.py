@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class WheelTests(TestCase):
     def test_wheel_has_plugins_and_no_twisted_init(self) -> None:
         """The wheel ships both plugins, no twisted/__init__.py and no dropin.cache."""
-        out = Path(self.mktemp())
+        out = Path(self.mktemp()).resolve()
         out.mkdir()
         subprocess.run(
             [
