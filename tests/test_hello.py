@@ -195,9 +195,44 @@ class HelloProtocolTests(SynchronousTestCase):
     def test_early_election_from_registry(self) -> None:
         """Alone in the registry, we promote at early_delay, not checkInterval."""
         self.start()
-        self.membership.registry_view(self.clock.seconds(), {IID: 3}, 3, 3)
-        self.clock.pump([0.1] * 6)
+        self.proto.registry_view({IID: 3}, 3, 3)
+        self.clock.pump([0.1] * 4)
+        self.assertFalse(self.membership.is_master)
+        self.clock.pump([0.1] * 2)
         self.assertTrue(self.membership.is_master)
+
+    def test_registry_acknowledgement(self) -> None:
+        """A peer heard before the registry lists it gets a hello once it is listed."""
+        self.start()
+        self.proto.datagramReceived(peer_hello(), PEER)
+        self.sent()
+        self.proto.registry_view({IID: 3, "peer": 2}, 3, 3)
+        ((envelope, address),) = self.sent()
+        assert isinstance(envelope.data, dict)
+        self.assertEqual((address, envelope.data[EXTENSION_KEY]["hw"]), (PEER, 3))
+
+    def test_peer_left(self) -> None:
+        """A deleted registry record removes a member that has already left."""
+        self.start()
+        self.proto.datagramReceived(peer_hello(seq=1), PEER)
+        self.proto.peer_left("peer")
+        self.assertEqual(len(self.membership.members), 1)  # still eligible
+        self.proto.datagramReceived(peer_hello(seq=2, isMasterEligible=False), PEER)
+        self.proto.peer_left("peer")
+        self.assertEqual(self.membership.members, ())
+
+    def test_masters_conflict_warning(self) -> None:
+        """Two masters for longer than masterTimeout log a warning once."""
+        self.proto.add_destination("10.0.0.2", 12345)
+        self.start()
+        self.proto.promote()
+        with capturedLogs() as logs:
+            for seq in range(1, 30):
+                self.proto.datagramReceived(peer_hello(seq=seq, master=True), PEER)
+                self.clock.advance(0.1)
+        warnings = [e for e in logs if "masters for over" in e["log_format"]]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["count"], 2)
 
     def test_receive_rules(self) -> None:
         """R4, R5, R7, not-joined and bad datagrams are dropped and counted."""

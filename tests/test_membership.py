@@ -14,6 +14,7 @@ from twistednode.membership import (
     Demotion,
     Event,
     HelloReceived,
+    MastersConflict,
     MasterSeen,
     Membership,
     Promotion,
@@ -216,8 +217,13 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(self.m.master, ME)
 
     def test_bound_restarts_the_clock(self) -> None:
-        """A re-bind delays the first election by checkInterval again."""
+        """A re-bind is a fresh start: not master, eligible, and the first election
+        checkInterval later."""
+        self.m.promote()
+        self.m.demote(permanent=True)
         self.m.bound(200.0)
+        self.assertFalse(self.m.is_master)
+        self.assertTrue(self.m.is_master_eligible)
         self.assertEqual(self.m.tick(201.9), [])
         self.assertEqual(promotions(self.m.tick(202.0)), ["check"])
 
@@ -335,6 +341,37 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(m.tick(AFTER + 10), [])
         self.assertFalse(m.hello_data()["isMasterEligible"])
         self.assertRaises(ValueError, m.promote)
+
+
+class ConflictTests(SynchronousTestCase):
+    """The warning for more masters than required (spec §11)."""
+
+    def test_reported_once_per_episode(self) -> None:
+        """Two masters for over masterTimeout give one MastersConflict."""
+        m = node()
+        m.static_peers = True
+        m.tick(AFTER)
+        found: list[MastersConflict] = []
+        for step in range(40):
+            now = AFTER + 0.1 * step
+            m.hello_received(now, hello("light", master=True, weight=-1.0), SRC)
+            found += [e for e in m.tick(now) if isinstance(e, MastersConflict)]
+        self.assertEqual(len(found), 1)
+        self.assertEqual(found[0].masters, tuple(sorted((ME, "light"))))
+        self.assertEqual(found[0].since, AFTER)
+        m.demote()
+        self.assertEqual(m.tick(AFTER + 4.1), [])
+        m.promote()
+        self.assertEqual(m.tick(AFTER + 4.2), [])  # a new episode starts
+
+    def test_no_conflict_with_masters_required(self) -> None:
+        """Up to mastersRequired masters is no conflict."""
+        m = node(evolve(SETTINGS, masters_required=2))
+        m.promote()
+        for step in range(40):
+            now = AFTER + 0.1 * step
+            m.hello_received(now, hello("other", master=True, weight=-1.0), SRC)
+            self.assertEqual(m.tick(now), [])
 
 
 class ManualTests(SynchronousTestCase):

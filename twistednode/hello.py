@@ -15,7 +15,7 @@ takes IP literals only, and re-resolved every C{resolve_interval}.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from attrs import define, field
@@ -35,6 +35,7 @@ from twistednode.membership import (
     Demotion,
     Event,
     HelloReceived,
+    MastersConflict,
     Membership,
     MembershipEvent,
     Removed,
@@ -331,8 +332,23 @@ class HelloProtocol(DatagramProtocol):
         """Stop being master (node-discover's C{demote(permanent)})."""
         self._apply(self.membership.demote(permanent))
 
+    def registry_view(
+        self, members: Mapping[str, int], view_index: int, own_index: int | None
+    ) -> None:
+        """Pass the registry's view to the membership (L{Membership.registry_view})."""
+        now = self.clock.seconds()
+        self.apply(self.membership.registry_view(now, members, view_index, own_index))
+
+    def peer_left(self, member_id: str) -> None:
+        """A member's registry record was deleted (L{Membership.peer_left})."""
+        self.apply(self.membership.peer_left(self.clock.seconds(), member_id))
+
     def _tick(self) -> None:
-        self._apply(self.membership.tick(self.clock.seconds()))
+        self.apply(self.membership.tick(self.clock.seconds()))
+
+    def apply(self, events: list[Event]) -> None:
+        """Carry out membership events: send the hellos asked for, tell the observer."""
+        self._apply(events)
 
     def _apply(self, events: list[Event]) -> None:
         for event in events:
@@ -346,6 +362,13 @@ class HelloProtocol(DatagramProtocol):
                 self._learned[event.member.id] = event.source
             elif isinstance(event, Removed):
                 self._learned.pop(event.member.id, None)
+            elif isinstance(event, MastersConflict):
+                self.log.warn(
+                    "{count} masters for over masterTimeout: {masters}; check that "
+                    "every member lists the others and uses the same settings",
+                    count=len(event.masters),
+                    masters=", ".join(event.masters),
+                )
             try:
                 self.observer(event)
             except Exception:

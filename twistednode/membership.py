@@ -176,7 +176,27 @@ class SendHello:
     destination: Source | None = None
 
 
-MembershipEvent = Added | MasterSeen | HelloReceived | Removed | Promotion | Demotion
+@frozen
+class MastersConflict:
+    """More masters than C{masters_required} (us included) for over masterTimeout.
+
+    node-discover never resolves equal-weight masters; this is the warning the spec
+    (§11) suggests. Emitted once per episode, with the masters' ids.
+    """
+
+    masters: tuple[str, ...]
+    since: float
+
+
+MembershipEvent = (
+    Added
+    | MasterSeen
+    | HelloReceived
+    | Removed
+    | Promotion
+    | Demotion
+    | MastersConflict
+)
 Event = MembershipEvent | SendHello
 
 
@@ -280,6 +300,8 @@ class Membership:
     _tombstones: dict[str, tuple[int | None, float]] = field(factory=dict, init=False)
     _acked_hw: int | None = field(default=None, init=False)
     _drops: Counter[str] = field(factory=Counter, init=False)
+    _conflict_since: float | None = field(default=None, init=False)
+    _conflict_reported: bool = field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._eligible = not self.settings.client
@@ -385,8 +407,14 @@ class Membership:
     # -- inputs ----------------------------------------------------------------
 
     def bound(self, now: float) -> None:
-        """The socket was (re-)bound: the first election is C{check_interval} on."""
+        """The socket was (re-)bound: a fresh start.
+
+        The first node-discover election is C{check_interval} from now; we are not
+        master, and eligible again unless client-only (undoing a leave).
+        """
         self.started_at = now
+        self._is_master = False
+        self._eligible = not self.settings.client
 
     def hello_received(
         self, now: float, envelope: Envelope, source: Source
@@ -524,7 +552,27 @@ class Membership:
         events = self._check(now)
         if any(isinstance(e, Removed) for e in events):
             events += self._ack_events()  # the watermark may have dropped
-        return _finish(events)
+        return _finish(events + self._conflict(now))
+
+    def _conflict(self, now: float) -> list[Event]:
+        masters = [
+            r.id
+            for r in self._records.values()
+            if r.is_master and now - r.last_seen < self.settings.master_timeout
+        ]
+        if self._is_master:
+            masters.append(self.iid)
+        if len(masters) <= self.settings.masters_required:
+            self._conflict_since, self._conflict_reported = None, False
+            return []
+        if self._conflict_since is None:
+            self._conflict_since = now
+        if self._conflict_reported or (
+            now - self._conflict_since <= self.settings.master_timeout
+        ):
+            return []
+        self._conflict_reported = True
+        return [MastersConflict(tuple(sorted(masters)), self._conflict_since)]
 
     def promote(self) -> list[Event]:
         """Become master unconditionally (node-discover's C{promote()})."""
