@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
@@ -60,11 +61,15 @@ from twistednode.backend import (
 MAX_BODY = 16 * 1024 * 1024
 
 #: Failures that mean "this member could not be reached", so the next URL is tried.
+#: A PUT on a pooled connection that died is not retried by Twisted (only idempotent
+#: methods without a body are), so a request that could not be sent moves on too.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectError,
     DNSLookupError,
     ResponseFailed,
     ConnectionClosed,
+    RequestNotSent,
+    RequestTransmissionFailed,
 )
 
 #: etcd v2 error codes the registry acts on.
