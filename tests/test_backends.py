@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
+from attrs import define, field
 from treq.testing import StubTreq
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._newclient import RequestTransmissionFailed
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -206,3 +211,52 @@ class MakeBackendTests(SynchronousTestCase):
         """SelectedBackend satisfies RegistryBackend (checked by mypy too)."""
         backend: RegistryBackend = self.make(URLS)
         self.assertEqual(backend.endpoint, URLS[0])
+
+
+@define
+class DeadConnections:
+    """treq's request() that fails on some hosts as a dead pooled connection does."""
+
+    stub: StubTreq
+    dead: set[str] = field(factory=set)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+        host = urlsplit(url).hostname or ""
+        if host in self.dead:
+            lost = Failure(ConnectionLost("closed while sending"))
+            return fail(RequestTransmissionFailed([lost]))
+        return cast(Deferred[Any], self.stub.request(method, url, **kwargs))
+
+
+class DeadConnectionTests(SynchronousTestCase):
+    """A request that could not be sent (Twisted retries no PUT/POST) moves on."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_764_165_000)
+
+    def test_v2_put_moves_on(self) -> None:
+        """A v2 create whose connection died goes to the next member."""
+        api = KeysAPI(self.clock)
+        self.addCleanup(api.stop)
+        stub = StubTreq(api.resource())
+        http = DeadConnections(stub, {"e1"})
+        backend = make_backend(self.clock, URLS, api="v2", http=http)
+        d = backend.create(DIR + "/a", "v", 10)
+        stub.flush()
+        self.assertGreater(self.successResultOf(d), 0)
+        self.assertEqual(backend.endpoint, URLS[1])
+
+    def test_v3_post_moves_on(self) -> None:
+        """A v3 call whose connection died goes to the next member."""
+        etcd = FakeEtcdV3(self.clock)
+        stub = StubTreq(etcd.resource())
+        http = DeadConnections(stub, {"e1"})
+        backend = make_backend(self.clock, URLS, api="v3", http=http)
+        d = backend.create(DIR + "/a", "v", 10)
+        stub.flush()
+        self.assertEqual(self.successResultOf(d), etcd.revision)
+        self.assertEqual(backend.endpoint, URLS[1])
+        closed = backend.close()
+        stub.flush()
+        self.successResultOf(closed)

@@ -30,7 +30,6 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed
 from twisted.web.client import HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
@@ -54,14 +53,10 @@ OUT_OF_RANGE = 11
 UNAVAILABLE = 14
 UNAUTHENTICATED = 16
 
-#: Failures that mean "this member could not be reached". Beyond the v2 client's
-#: list: a POST on a pooled connection that died is not retried by Twisted (POST
-#: is not idempotent), so a request that could not be sent moves on too.
-LINK_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS,
-    RequestTransmissionFailed,
-    RequestNotSent,
-)
+#: Failures that mean "this member could not be reached" (the v2 client's list;
+#: it includes a request that could not be sent on a pooled connection that died,
+#: which Twisted does not retry for a POST).
+LINK_ERRORS: tuple[type[BaseException], ...] = CONNECTION_ERRORS
 
 #: Messages that mean "get a new token and try again".
 _TOKEN_PROBLEMS = ("invalid auth token", "user name is empty")
