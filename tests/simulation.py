@@ -277,8 +277,9 @@ class Simulation:
     def _view_changed(self, node: SimNode, members: dict[str, int]) -> None:
         new = [m for m in members if m not in node.registry_members]
         node.registry_members = members
+        clients = {m for m in members if self._by_id[m].spec.client}
         events = node.membership.registry_view(
-            self.now, members, node.view_index, node.own_index
+            self.now, members, node.view_index, node.own_index, clients
         )
         self._apply(node, events)
         for member in new:

@@ -218,9 +218,6 @@ class ElectionPropertyTests(SettledMixin):
         promotions = [(n, p) for n in sim.nodes for p in n.promotions]
         self.assertEqual(len(promotions), 1)
         (when, reason) = promotions[0][1]
-        if any(n.spec.client for n in sim.nodes):
-            self.assertEqual(reason, "check")  # clients never acknowledge
-            return
         self.assertEqual(reason, "early")
         start = heaviest.spec.start
         self.assertGreaterEqual(when, start + SETTINGS.early_delay)

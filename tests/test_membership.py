@@ -625,6 +625,15 @@ class EarlyElectionTests(SynchronousTestCase):
         self.m.registry_view(100.3, {ME: 5, "late": 6}, 6, 5)
         self.assertEqual(promotions(self.m.tick(101.1)), ["early"])
 
+    def test_registered_clients_do_not_block(self) -> None:
+        """Client-only members, named as such by the registry, are not waited for."""
+        self.m.registry_view(100.1, {ME: 5, "client": 2, "a": 4}, 5, 5)
+        self.m.hello_received(100.2, hello("a", hw=5, weight=-1.0), SRC)
+        self.assertEqual(self.m.tick(101.0), [])
+        self.m.registry_view(100.3, {ME: 5, "client": 2, "a": 4}, 5, 5, {"client"})
+        self.assertEqual(self.m.me()[EXTENSION_KEY]["hw"], 5)  # type: ignore[index]
+        self.assertEqual(promotions(self.m.tick(101.0)), ["early"])
+
     def test_settings_can_disable(self) -> None:
         """early_election=False and mastersRequired > 1 disable the early rule."""
         for settings in (

@@ -15,7 +15,7 @@ takes IP literals only, and re-resolved every C{resolve_interval}.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, cast
 
 from attrs import define, field
@@ -333,11 +333,17 @@ class HelloProtocol(DatagramProtocol):
         self._apply(self.membership.demote(permanent))
 
     def registry_view(
-        self, members: Mapping[str, int], view_index: int, own_index: int | None
+        self,
+        members: Mapping[str, int],
+        view_index: int,
+        own_index: int | None,
+        clients: Collection[str] = (),
     ) -> None:
         """Pass the registry's view to the membership (L{Membership.registry_view})."""
         now = self.clock.seconds()
-        self.apply(self.membership.registry_view(now, members, view_index, own_index))
+        self.apply(
+            self.membership.registry_view(now, members, view_index, own_index, clients)
+        )
 
     def peer_left(self, member_id: str) -> None:
         """A member's registry record was deleted (L{Membership.peer_left})."""

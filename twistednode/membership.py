@@ -78,7 +78,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -518,18 +518,22 @@ class Membership:
         members: Mapping[str, int],
         view_index: int,
         own_index: int | None,
+        clients: Collection[str] = (),
     ) -> list[Event]:
         """The registry's member ids with their records' C{createdIndex}.
 
         @param view_index: the index up to which this view is complete (the list's
             X-Etcd-Index, then each watch event's index).
         @param own_index: our own record's C{createdIndex}, or None if not written.
+        @param clients: ids whose records say they are client-only. They send no
+            hellos, so the early rule does not wait for them; a node must never be
+            listed here unless it really can never become master.
         """
         registry: dict[str, int] = {}
         for member_id, index in members.items():
             if _int_or_none(index) is None:
                 raise ValueError(f"createdIndex of {member_id!r} must be an integer")
-            if member_id != self.iid:
+            if member_id != self.iid and member_id not in clients:
                 registry[member_id] = index
         if _int_or_none(view_index) is None:
             raise ValueError("view_index must be an integer")
