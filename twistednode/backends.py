@@ -16,18 +16,20 @@ document.
 
 How C{node.py} and C{tap.py} use it::
 
-    # tap.py: from the options (both raise ValueError with a clear message)
-    tls = tls_from_options(config["etcd-cacert"], config["etcd-cert"],
-                           config["etcd-key"])
-    auth = (None if config["etcd-user"] is None
-            else Credentials.from_option(config["etcd-user"]))
+    # ClusterNode.__attrs_post_init__ (done): the node's etcd_api/etcd_tls/etcd_auth
+    self._backend = make_backend(self.reactor, self.etcd_urls, api=self.etcd_api,
+                                 tls=self.etcd_tls, auth=self.etcd_auth)
+    self._registry = Registry(backend=self._backend, ...)
+    # ClusterNode.status_document (done): "api": self._backend.api
 
-    # ClusterNode.__attrs_post_init__, instead of EtcdV2Backend(EtcdV2Client(...)):
-    backend = make_backend(self.reactor, self.etcd_urls, api=self.etcd_api,
-                           tls=self.etcd_tls, auth=self.etcd_auth)
-    self._registry = Registry(backend=backend, ...)
-
-    # ClusterNode.status_document: "api": backend.api   ("v2", "v3" or None)
+    # tap.makeService (to do): pass the options on (both helpers raise ValueError
+    # with a clear message for a bad file or a bad USER:PASSWORD)
+    ClusterNode(...,
+                etcd_api=config["etcd-api"],
+                etcd_tls=tls_from_options(config["etcd-cacert"],
+                                          config["etcd-cert"], config["etcd-key"]),
+                etcd_auth=(None if config["etcd-user"] is None
+                           else Credentials.from_option(config["etcd-user"])))
 """
 
 from __future__ import annotations

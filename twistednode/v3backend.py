@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_etcdv3 -*-
+# -*- test-case-name: tests.test_v3backend,tests.test_etcdv3 -*-
 """
 The registry backend over etcd's v3 API (L{twistednode.backend.RegistryBackend}).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_etcdv3 -*-
+# -*- test-case-name: tests.test_v3codec -*-
 """
 The etcd v3 JSON gateway's encoding, as pure functions (no I/O).
 
