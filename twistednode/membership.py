@@ -82,151 +82,55 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from attrs import define, field, frozen
+from attrs import define, field
 
+from twistednode.memberevents import (
+    BYE_EVENT,
+    EXTENSION_KEY,
+    EXTENSION_VERSION,
+    HELLO_ADDRESS,
+    Added,
+    Demotion,
+    Event,
+    HelloReceived,
+    Marker,
+    MastersConflict,
+    MasterSeen,
+    Member,
+    MembershipEvent,
+    Promotion,
+    Removed,
+    SendHello,
+    Source,
+    int_or_none,
+)
 from twistednode.settings import Settings
 from twistednode.wire import Envelope, js_truthy, number_field
 
-EXTENSION_KEY: Final = "x-twistednode"
-EXTENSION_VERSION: Final = 1
-#: Private event name of the goodbye datagram; node-discover peers drop it (R7).
-BYE_EVENT: Final = "twistednode.bye"
-#: The address node-discover puts in every hello (receivers overwrite it).
-HELLO_ADDRESS: Final = "127.0.0.1"
+__all__ = [
+    "BYE_EVENT",
+    "EXTENSION_KEY",
+    "EXTENSION_VERSION",
+    "HELLO_ADDRESS",
+    "Added",
+    "Demotion",
+    "Event",
+    "HelloReceived",
+    "Marker",
+    "MasterSeen",
+    "MastersConflict",
+    "Member",
+    "Membership",
+    "MembershipEvent",
+    "Promotion",
+    "Removed",
+    "SendHello",
+    "Source",
+]
+
 # Keys the receiver overwrites in received hello data (spec §2 step 2).
 _OVERWRITTEN = frozenset({"lastSeen", "address", "port", "hostName", "id"})
-
-Source = tuple[str, int]
-
-
-@frozen
-class Member:
-    """What we know about another node: its merged hello data and where it is."""
-
-    id: str
-    address: str
-    port: int
-    host_name: str | None
-    is_master: bool
-    is_master_eligible: bool
-    weight: float
-    advertisement: object = field(hash=False)
-    last_seen: float
-    is_ours: bool
-    data: Mapping[str, object] = field(eq=False)
-
-
-@frozen
-class Added:
-    """The first accepted hello from a node without a record."""
-
-    member: Member
-    envelope: Envelope
-    source: Source
-
-
-@frozen
-class MasterSeen:
-    """A hello claiming mastership from a new node or one that was not master."""
-
-    member: Member
-    envelope: Envelope
-    source: Source
-
-
-@frozen
-class HelloReceived:
-    """Every accepted hello; C{was_master} is None for a new node."""
-
-    member: Member
-    envelope: Envelope
-    source: Source
-    is_new: bool
-    was_master: bool | None
-
-
-@frozen
-class Removed:
-    """A node was removed: C{reason} is "timeout" or "left"."""
-
-    member: Member
-    reason: str
-
-
-@frozen
-class Promotion:
-    """We became master; C{reason} is "check", "early" or "manual"."""
-
-    me: Mapping[str, object] = field(eq=False)
-    reason: str
-
-
-@frozen
-class Demotion:
-    """We stopped being master; C{reason} is "check" or "manual"."""
-
-    me: Mapping[str, object] = field(eq=False)
-    reason: str
-
-
-@frozen
-class SendHello:
-    """Send a hello now: to C{destination}, or to every destination if None."""
-
-    destination: Source | None = None
-
-
-@frozen
-class MastersConflict:
-    """More masters than C{masters_required} (us included) for over masterTimeout.
-
-    node-discover never resolves equal-weight masters; this is the warning the spec
-    (§11) suggests. Emitted once per episode, with the masters' ids.
-    """
-
-    masters: tuple[str, ...]
-    since: float
-
-
-MembershipEvent = (
-    Added
-    | MasterSeen
-    | HelloReceived
-    | Removed
-    | Promotion
-    | Demotion
-    | MastersConflict
-)
-Event = MembershipEvent | SendHello
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-@frozen
-class Marker:
-    """Our extension key as received: who sent it, and its early-election fields."""
-
-    seq: int | None
-    idx: int | None
-    view: int | None
-    hw: int | None
-
-    @classmethod
-    def parse(cls, value: object) -> Marker | None:
-        """The marker in C{value}, or None if it is not one of ours (any version)."""
-        if not isinstance(value, dict):
-            return None
-        version = _int_or_none(value.get("v"))
-        if version is None or version < 1:
-            return None
-        return cls(
-            seq=_int_or_none(value.get("seq")),
-            idx=_int_or_none(value.get("idx")),
-            view=_int_or_none(value.get("view")),
-            hw=_int_or_none(value.get("hw")),
-        )
+_UNSET: Final = object()
 
 
 @define
@@ -269,9 +173,6 @@ class _Record:
             is_ours=self.marker is not None,
             data=MappingProxyType(dict(self.data)),
         )
-
-
-_UNSET: Final = object()
 
 
 @define
@@ -531,13 +432,13 @@ class Membership:
         """
         registry: dict[str, int] = {}
         for member_id, index in members.items():
-            if _int_or_none(index) is None:
+            if int_or_none(index) is None:
                 raise ValueError(f"createdIndex of {member_id!r} must be an integer")
             if member_id != self.iid and member_id not in clients:
                 registry[member_id] = index
-        if _int_or_none(view_index) is None:
+        if int_or_none(view_index) is None:
             raise ValueError("view_index must be an integer")
-        if own_index is not None and _int_or_none(own_index) is None:
+        if own_index is not None and int_or_none(own_index) is None:
             raise ValueError("own_index must be an integer or None")
         self._registry = registry
         self._view_index = view_index
