@@ -48,13 +48,20 @@ take any other node M.
     step 5 at M, early or normal, fails. M was not master at s, so M is never master
     while N is.
   - M not in N's view at t: M can promote early only with N's acknowledgement
-    (N in M's view, since N registered first and M listed after its own write), i.e.
-    a hello from N with C{hw >= c_M}, which needs N's view to cover M. If N sent it
-    before t, then M was in N's table at t: whichever of the two beats the other, that
-    one blocks the other's step 5 (N's record at M says non-master and eligible). If N
-    sent it after t, it says N is master, and M's record of N (latest by C{seq}) keeps
-    saying so. M's normal promotion (after its own C{check_interval}) is node-discover
-    timing, unchanged: by then it has heard N, as in any node-discover cluster.
+    (N is in M's view, since N registered first and M listed after its own write),
+    i.e. a hello from N with C{hw >= c_M}, which N sends only once it has M in its
+    table. If N sent it before t, M was in N's table at t (a record made after the
+    bind cannot time out before C{check_interval}), so step 5 at N means N beats M,
+    and M's record of N (eligible, not master, beating M) blocks M's step 5 until it
+    says master. If N sent it after t, it says N is master, and M's record of N
+    (latest by C{seq}) keeps saying so. M's normal promotion (after its own
+    C{check_interval}) is node-discover timing, unchanged: by then it has heard N, as
+    in any node-discover cluster.
+Why an acknowledgement and not just "M's view includes N": past its own
+C{check_interval}, M may promote at any step while N is not yet in its table (its
+hellos are in flight); M's earlier non-master hello naming a view that includes N
+would then let N promote too. The cluster simulation (tests/simulation.py) found this
+race; EarlyElectionTests.test_view_alone_is_not_enough pins it down.
 Seq ordering makes "latest hello" well defined under reordering and duplication.
 
 Reluctance is bounded: a dead member whose record has not expired never acknowledges,
