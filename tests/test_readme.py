@@ -1,0 +1,180 @@
+"""
+The README tells the truth: the embedding example it shows is docs/embedded_node.py,
+that program really runs (two copies against minietcd find each other, elect, talk,
+and leave cleanly, on Ctrl-C too), and every command-line option is documented.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from minietcd.tap import Options as MiniEtcdOptions
+from tests.servers import MiniEtcdProcess
+from twistednode.tap import Options as ClusterNodeOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+EXAMPLE = ROOT / "docs" / "embedded_node.py"
+WAIT = 60.0
+"""Bound for one copy of the example to start and elect on a loaded machine."""
+
+
+def example_body() -> str:
+    """The example program without its module docstring, as the README shows it."""
+    source = EXAMPLE.read_text("utf-8")
+    tree = ast.parse(source)
+    first = tree.body[0]
+    assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+    assert first.end_lineno is not None
+    return "\n".join(source.splitlines()[first.end_lineno :]).strip() + "\n"
+
+
+def long_options(options: type[usage.Options]) -> set[str]:
+    """Every --long option of a twistd plugin's Options class (but --help/--version)."""
+    names = {entry[0] for entry in getattr(options, "optParameters", [])}
+    names |= {entry[0] for entry in getattr(options, "optFlags", [])}
+    names |= {
+        name[4:].replace("_", "-") for name in dir(options) if name.startswith("opt_")
+    }
+    return names - {"help", "version"}
+
+
+class Copy:
+    """One running copy of the example, its output read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, str(EXAMPLE), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            with self._changed:
+                self.lines.append(raw.decode("utf-8", "replace"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        """Everything it printed so far."""
+        with self._changed:
+            return "".join(self.lines)
+
+    @property
+    def id(self) -> str:
+        """The short id it prints its lines with."""
+        match = re.match(r"([0-9a-f]{8}): ", self.wait_for(r"^[0-9a-f]{8}: "))
+        assert match is not None
+        return match.group(1)
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> str:
+        """Wait until the output matches C{pattern}; the output so far."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not re.search(pattern, "".join(self.lines), re.M):
+                left = deadline - time.monotonic()
+                if left <= 0 or (
+                    self.process.poll() is not None and not self._reader.is_alive()
+                ):
+                    raise AssertionError(
+                        f"no {pattern!r} in the example's output:\n"
+                        + "".join(self.lines)
+                    )
+                self._changed.wait(min(left, 0.5))
+            return "".join(self.lines)
+
+    def finish(self, timeout: float = WAIT) -> int:
+        """Wait for it to exit; its exit status."""
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL it if it still runs (test cleanup)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class EmbeddingExampleTests(SynchronousTestCase):
+    """docs/embedded_node.py is what the README shows, and it works."""
+
+    def test_readme_shows_the_tested_file(self) -> None:
+        """The README's Python example is docs/embedded_node.py, line for line."""
+        blocks = re.findall(r"```python\n(.*?)```", README.read_text("utf-8"), re.S)
+        self.assertIn(example_body(), blocks)
+
+    def test_two_copies_elect_talk_and_leave(self) -> None:
+        """Two copies: one master, news reaches the other, clean leaves both ways."""
+        minietcd = MiniEtcdProcess().start()
+        self.addCleanup(minietcd.stop)
+        first = Copy(minietcd.url)
+        self.addCleanup(first.kill)
+        first.wait_for(r"^[0-9a-f]{8}: I am the master now$")
+        a = first.id
+
+        second = Copy(minietcd.url, "4")
+        self.addCleanup(second.kill)
+        self.assertEqual(second.finish(), 0, second.output)
+        b = second.id
+        out = second.output
+        self.assertIn(f"{b}: {a} joined from 127.0.0.1", out)
+        self.assertIn(f"{b}: {a} is master of 2 nodes", out)
+        self.assertNotIn("I am the master now", out)
+        self.assertNotIn("Traceback", out)
+        # The second copy ran out its time and left cleanly: seen as "left".
+        first.wait_for(rf"^{a}: {b} is gone \(left\)$")
+        self.assertIn(f"{a}: {b} joined from 127.0.0.1", first.output)
+
+        # Ctrl-C: the first copy leaves cleanly too and deletes its record.
+        first.process.send_signal(signal.SIGINT)
+        self.assertEqual(first.finish(), 0, first.output)
+        self.assertNotIn("Traceback", first.output)
+        with urllib.request.urlopen(
+            f"{minietcd.url}/v2/keys/twistednode/example/members", timeout=5
+        ) as response:
+            members = json.load(response)["node"].get("nodes", [])
+        self.assertEqual(members, [])
+
+
+class OptionsDocumentedTests(SynchronousTestCase):
+    """Every option of both plugins appears in the README."""
+
+    def test_clusternode_options(self) -> None:
+        """Each --option of twistd clusternode is in the README."""
+        readme = README.read_text("utf-8")
+        names = long_options(ClusterNodeOptions)
+        self.assertIn("etcd-api", names)
+        missing = sorted(n for n in names if f"--{n}" not in readme)
+        self.assertEqual(missing, [])
+
+    def test_minietcd_options(self) -> None:
+        """Each --option of twistd minietcd is in the README."""
+        readme = README.read_text("utf-8")
+        names = long_options(MiniEtcdOptions)
+        self.assertIn("listen", names)
+        missing = sorted(n for n in names if f"--{n}" not in readme)
+        self.assertEqual(missing, [])
