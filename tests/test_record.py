@@ -43,7 +43,7 @@ json_values = st.recursive(
 
 class MemberRecordTests(SynchronousTestCase):
     def test_json_keys(self) -> None:
-        """to_json writes the seven documented keys, compact, non-ASCII unescaped."""
+        """to_json writes the eight documented keys, compact, non-ASCII unescaped."""
         text = record().to_json()
         self.assertEqual(
             json.loads(text),
@@ -55,10 +55,21 @@ class MemberRecordTests(SynchronousTestCase):
                 "weight": -0.17957,
                 "advertisement": {"svc": "api", "zone": "zürich"},
                 "startedAt": 1764165000.5,
+                "client": False,
             },
         )
         self.assertNotIn(" ", text.replace("web-1", ""))
         self.assertIn("zürich", text)
+
+    def test_client_flag_round_trips_and_defaults_to_false(self) -> None:
+        """A client-only record says so; an older record without the key is not."""
+        client = attrs.evolve(record(), client=True)
+        self.assertTrue(MemberRecord.from_json(client.to_json(), IID).client)
+        older = json.loads(record().to_json())
+        del older["client"]
+        self.assertFalse(MemberRecord.from_json(json.dumps(older), IID).client)
+        older["client"] = "yes"
+        self.assertRaises(ValueError, MemberRecord.from_json, json.dumps(older), IID)
 
     def test_round_trip(self) -> None:
         """from_json(to_json()) gives the same record."""

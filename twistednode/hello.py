@@ -80,6 +80,7 @@ class HelloProtocol(DatagramProtocol):
     """
 
     log = Logger()
+    noisy = False  # Twisted would log the whole attrs repr at start and stop
 
     membership: Membership
     clock: IReactorTime

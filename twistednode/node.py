@@ -11,6 +11,7 @@ sends the leave hellos and a goodbye, then deletes the record.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -323,6 +324,7 @@ class ClusterNode(MultiService):
             weight=self.settings.weight,
             advertisement=self.advertisement,
             started_at=self.started_at,
+            client=self.settings.client,
         )
 
     # -- what the registry tells us (RegistryListener) -----------------------------
@@ -350,17 +352,18 @@ class ClusterNode(MultiService):
         if destination is not None:
             self._hello.remove_destination(*destination, source="registry")
         if reason == "deleted":
-            now = self.reactor.seconds()
-            self._hello._apply(self._membership.peer_left(now, record_id))
+            self._hello.peer_left(record_id)
         self._changed()
 
     def view_changed(
         self, members: Mapping[str, int], view_index: int, own_index: int | None
     ) -> None:
-        now = self.reactor.seconds()
-        self._hello._apply(
-            self._membership.registry_view(now, members, view_index, own_index)
-        )
+        clients = () if self._registry is None else self._registry_clients()
+        self._hello.registry_view(members, view_index, own_index, clients)
+
+    def _registry_clients(self) -> tuple[str, ...]:
+        assert self._registry is not None
+        return tuple(i for i, r in self._registry.peers.items() if r.client)
 
     # -- events --------------------------------------------------------------------
 
@@ -415,7 +418,7 @@ class ClusterNode(MultiService):
                     "port": m.port,
                     "isMaster": m.is_master,
                     "isMasterEligible": m.is_master_eligible,
-                    "weight": m.weight,
+                    "weight": m.weight if math.isfinite(m.weight) else None,
                     "hostName": m.host_name,
                     "lastSeen": round(max(0.0, now - m.last_seen), 3),
                     "advertisement": m.advertisement,

@@ -87,6 +87,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _check_client(instance: object, attribute: object, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"client must be true or false, not {value!r}")
+
+
 @frozen
 class MemberRecord:
     """One node's entry in the members directory (validated on construction)."""
@@ -98,6 +103,7 @@ class MemberRecord:
     weight: float = field(default=0.0, validator=_check_weight)
     advertisement: Any = field(default=None, validator=_check_advertisement)
     started_at: float = field(default=0.0, validator=_check_started_at)
+    client: bool = field(default=False, validator=_check_client)
 
     def to_json(self) -> str:
         """The record as the compact JSON text stored in etcd."""
@@ -110,6 +116,7 @@ class MemberRecord:
                 "weight": self.weight,
                 "advertisement": self.advertisement,
                 "startedAt": self.started_at,
+                "client": self.client,
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -124,8 +131,9 @@ class MemberRecord:
         @raise ValueError: the value is not JSON, not an object, misses a required
             key ("id", "address", "port", "weight", "startedAt"), has a value of the
             wrong type or range, or its id differs from C{expected_id}.
-            "hostName" defaults to "" and "advertisement" to null; unknown keys are
-            ignored so a newer node's record still reads.
+            "hostName" defaults to "", "advertisement" to null and "client" (a
+            client-only node, never eligible, sends no hellos) to false; unknown
+            keys are ignored so a newer node's record still reads.
         """
         if not isinstance(text, str):
             raise ValueError(f"record value must be text, not {type(text).__name__}")
@@ -148,6 +156,7 @@ class MemberRecord:
             weight=data["weight"],
             advertisement=data.get("advertisement"),
             started_at=data["startedAt"],
+            client=data.get("client", False),
         )
         if expected_id is not None and record.id != expected_id:
             raise ValueError(

@@ -62,6 +62,13 @@ class Options(usage.Options):
             "Run on static --peer entries alone (node-discover unicast).",
         ],
         ["client", None, "Client only: never master-eligible, sends no hellos."],
+        [
+            "no-early-election",
+            None,
+            "Always wait one --check-interval before the first election, as "
+            "node-discover does (needed when node-discover peers list us but we "
+            "do not list them).",
+        ],
     ]
     optParameters: list[list[Any]] = [
         [
@@ -190,6 +197,7 @@ def settings_from_options(config: Mapping[str, Any], epoch_ms: int) -> Settings:
         weight=config["weight"],
         client=bool(config["client"]),
         key=config["legacy-key"],
+        early_election=not config["no-early-election"],
     )
 
 
