@@ -586,7 +586,7 @@ class Demo:
             self._forget_cluster(self.etcd_url)
         pids = ", ".join(str(p) for p in self.children.pids)
         s.say(f"stopped every process (pids {pids})" if not left else f"left: {left}")
-        if self.keep_logs:
+        if self.keep_logs and any(self.run_dir.iterdir()):
             s.say(f"logs kept in {self.run_dir}")
         else:
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -319,6 +319,7 @@ class DemoCommandLineTests(SynchronousTestCase):
         self.assertEqual(code, 1, output)
         self.assertIn(f"Could not start: etcd does not answer at {url}", output)
         self.assertEqual(started(output), {})
+        self.assertNotIn("logs kept", output)
 
     def test_unreachable_etcd_interactive(self) -> None:
         """Interactive mode does not stay up when there is no cluster to show."""
