@@ -2,14 +2,11 @@
 The live page in a real browser: Debian's headless Chromium against a StatusAPI served
 on 127.0.0.1, whose provider the test changes while the page is open.
 
-Set TWISTEDNODE_SCREENSHOT=path/to/file.png to also save the first screenshot there
-(this is how docs/status-page.png is made).
+(docs/status-page.png is made from a real cluster by test_cluster_page_browser.)
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any, cast
 
 from attrs import define, field
@@ -160,9 +157,6 @@ class StatusPageBrowserTests(TestCase):
         before = self.mktemp() + "-before.png"
         await browser.screenshot(before, full_page=True)
         self.assert_png(before)
-        wanted = os.environ.get("TWISTEDNODE_SCREENSHOT")
-        if wanted:
-            shutil.copyfile(before, wanted)
 
         # The master goes away and the third node takes over; no periodic push is
         # running, and the page must have had it from the stream, not by polling.
