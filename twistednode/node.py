@@ -88,8 +88,6 @@ class ClusterNode(MultiService):
     @ivar pid: node-discover's per-process id; nodes sharing one are deaf to each
         other (rule R4), so several nodes in one process need their own.
     @ivar etcd_api: "auto" (ask the server), "v2" or "v3"; see L{make_backend}.
-        The default stays "v2", what the node spoke before, until the tap passes
-        C{--etcd-api} (whose default is "auto").
     @ivar etcd_tls: client TLS for https:// etcd URLs (L{tls_from_options}).
     @ivar etcd_auth: a v3 user and password.
     """
@@ -112,7 +110,7 @@ class ClusterNode(MultiService):
     started_at: float = field(default=0.0)
     check_step: float = 0.1
     pid: str = PROCESS_PID
-    etcd_api: str = "v2"
+    etcd_api: str = "auto"
     etcd_tls: ClientTLS | None = None
     etcd_auth: Credentials | None = None
 

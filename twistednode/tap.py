@@ -12,6 +12,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from twistednode.backends import tls_from_options
+from twistednode.etcdv3 import Credentials
 from twistednode.settings import Settings, make_settings
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
@@ -183,6 +185,20 @@ class Options(usage.Options):
             settings_from_options(self, epoch_ms=1)
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        try:
+            self["tls"] = tls_from_options(
+                self["etcd-cacert"], self["etcd-cert"], self["etcd-key"]
+            )
+        except (OSError, ValueError) as e:
+            raise usage.UsageError(f"etcd TLS: {e}") from None
+        self["auth"] = None
+        if self["etcd-user"] is not None:
+            try:
+                self["auth"] = Credentials.from_option(self["etcd-user"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+            if self["etcd-api"] == "v2":
+                raise usage.UsageError("--etcd-user needs the v3 API (not v2)")
 
 
 def settings_from_options(config: Mapping[str, Any], epoch_ms: int) -> Settings:
@@ -225,5 +241,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         advertisement=config["advertisement"],
         ttl=config["ttl"],
         http=config["http"],
+        etcd_api=config["etcd-api"],
+        etcd_tls=config["tls"],
+        etcd_auth=config["auth"],
         **extra,
     )
