@@ -514,20 +514,30 @@ def _ratio(ours: float, theirs: float | None) -> str:
     return "-" if not theirs else f"{ours / theirs:.2f}"
 
 
-def size_rows(cn: Sequence[Metrics], nd: Sequence[Metrics]) -> list[dict[str, Any]]:
-    """The table of one size as dicts (for the JSON and the markdown)."""
+def size_rows(
+    cn: Sequence[Metrics],
+    nd: Sequence[Metrics],
+    failed: tuple[int, int] = (0, 0),
+) -> list[dict[str, Any]]:
+    """The table of one size as dicts (for the JSON and the markdown).
+
+    C{failed} counts the runs of each kind that ended in an error (a timeout).
+    """
     rows: list[dict[str, Any]] = []
     for row in ROWS:
-        ours = _stat([float(r[row.key]) for r in cn], row.stat)
+        ours = _stat([float(r[row.key]) for r in cn], row.stat) if cn else None
         theirs = _stat([float(r[row.key]) for r in nd], row.stat) if nd else None
+        ok: bool | None = None
+        if row.verdict is not None:
+            ok = ours is not None and row.verdict(ours, theirs)
         rows.append(
             {
                 "metric": f"{row.label} ({row.stat}, ms)",
                 "clusternode": ours,
                 "node-discover": theirs,
-                "ratio": None if not theirs else ours / theirs,
+                "ratio": None if ours is None or not theirs else ours / theirs,
                 "goal": row.goal,
-                "pass": None if row.verdict is None else row.verdict(ours, theirs),
+                "pass": ok,
             }
         )
     for label, key in CHECKS:
@@ -538,9 +548,19 @@ def size_rows(cn: Sequence[Metrics], nd: Sequence[Metrics]) -> list[dict[str, An
                 "node-discover": f"{sum(bool(r[key]) for r in nd)}/{len(nd)}",
                 "ratio": None,
                 "goal": "every run",
-                "pass": all(bool(r[key]) for r in cn),
+                "pass": bool(cn) and all(bool(r[key]) for r in cn),
             }
         )
+    rows.append(
+        {
+            "metric": "runs that failed (an error or a timeout)",
+            "clusternode": str(failed[0]),
+            "node-discover": str(failed[1]),
+            "ratio": None,
+            "goal": "none",
+            "pass": failed[0] == 0,
+        }
+    )
     return rows
 
 
@@ -681,38 +701,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         warm_up(etcd, env)
         if args.idle > 0:
+            idle_load = _load()
             cn_idle = idle_clusternode(etcd, args.idle_size, args.idle, env)
             nd_idle = idle_nodediscover(args.idle_size, args.idle)
             rows = idle_rows(cn_idle, nd_idle)
             result["idle"] = {
                 "size": args.idle_size,
                 "seconds": args.idle,
+                "load_before": idle_load,
                 "clusternode": asdict(cn_idle),
                 "node-discover": asdict(nd_idle),
                 "rows": rows,
             }
-            print(f"\n## idle, {args.idle_size} nodes, {args.idle:.0f} s", file=out)
+            print(
+                f"\n## idle, {args.idle_size} nodes, {args.idle:.0f} s "
+                f"(load before: {idle_load:.2f}; CPU figures grow with load)",
+                file=out,
+            )
             print(markdown(rows), file=out)
             out.flush()
         for size in sizes:
             cn: list[Metrics] = []
             nd: list[Metrics] = []
+            errors: dict[str, list[str]] = {"clusternode": [], "node-discover": []}
             loads: list[float] = []
+
+            def cn_run(size: int = size) -> Metrics:
+                return run_clusternode(etcd, size, rng, env)
+
+            def nd_run(size: int = size) -> Metrics:
+                return run_nodediscover(size, rng)
+
             for i in range(args.runs):
                 loads.append(_load())
-                if i % 2 == 0:
-                    cn.append(run_clusternode(etcd, size, rng, env))
-                    nd.append(run_nodediscover(size, rng))
-                else:
-                    nd.append(run_nodediscover(size, rng))
-                    cn.append(run_clusternode(etcd, size, rng, env))
+                kinds = [("clusternode", cn_run, cn), ("node-discover", nd_run, nd)]
+                for kind, run, into in kinds if i % 2 == 0 else kinds[::-1]:
+                    try:
+                        into.append(run())
+                    except (AssertionError, RuntimeError, TimeoutError) as e:
+                        errors[kind].append(str(e)[:2000])
+                        print(f"# {kind} run failed: {e}"[:2000], file=sys.stderr)
                 print(f"# size {size} run {i + 1}/{args.runs} done", file=sys.stderr)
-            rows = size_rows(cn, nd)
+            failed = (len(errors["clusternode"]), len(errors["node-discover"]))
+            rows = size_rows(cn, nd, failed)
             result["sizes"][str(size)] = {
                 "runs": args.runs,
                 "load_at_run_start": loads,
                 "clusternode": cn,
                 "node-discover": nd,
+                "errors": errors,
                 "rows": rows,
             }
             print(
