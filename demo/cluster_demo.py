@@ -18,6 +18,7 @@ error, or even SIGKILL of the demo (its children get SIGKILL from the kernel).
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.util
 import json
 import os
@@ -592,15 +593,33 @@ class Demo:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _forget_cluster(self, url: str) -> None:
-        """Delete this run's directory from a real etcd (v2), if it can."""
-        request = urllib.request.Request(
-            f"{url}/v2/keys/twistednode/{self.cluster}?recursive=true",
-            method="DELETE",
-        )
-        try:
-            urllib.request.urlopen(request, timeout=2).close()
-        except (OSError, ValueError):
-            pass  # v3-only etcd, or gone: records expire by their TTL anyway
+        """Delete this run's records from a real etcd, in the v2 and v3 key spaces.
+
+        Cleanly stopped nodes deleted their own; the killed master's record would
+        otherwise stay until its TTL or lease runs out.
+        """
+        prefix = f"/twistednode/{self.cluster}/".encode()
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        body = {
+            "key": base64.b64encode(prefix).decode(),
+            "range_end": base64.b64encode(end).decode(),
+        }
+        requests = [
+            urllib.request.Request(
+                f"{url}/v2/keys/twistednode/{self.cluster}?recursive=true",
+                method="DELETE",
+            ),
+            urllib.request.Request(
+                f"{url}/v3/kv/deleterange",
+                data=json.dumps(body).encode(),
+                method="POST",
+            ),
+        ]
+        for request in requests:
+            try:
+                urllib.request.urlopen(request, timeout=2).close()
+            except (OSError, ValueError):
+                pass  # that key space is not served, or etcd is gone
 
 
 def _without_times(lines: Sequence[str]) -> list[str]:

@@ -7,6 +7,7 @@ started may be left.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import glob
 import json
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -231,11 +233,29 @@ class DemoStoryTests(SynchronousTestCase):
         output = self.run_story("--etcd", etcd.url)
         self.assert_story(output, ["node-1", "node-2", "node-3", "node-4"])
         self.assertIn(f"registry: etcd at {etcd.url} (etcdserver 3.4", output)
-        with urllib.request.urlopen(
-            f"{etcd.url}/v2/keys/twistednode?recursive=true", timeout=5
-        ) as response:
-            tree = json.load(response)
-        self.assertNotIn(cluster_name(output), json.dumps(tree))
+        # The nodes chose the v3 API (auto); nothing of this run stays under its
+        # cluster's prefix, and nothing was written to the v2 key space either.
+        prefix = f"/twistednode/{cluster_name(output)}/".encode()
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        request = urllib.request.Request(
+            f"{etcd.url}/v3/kv/range",
+            data=json.dumps(
+                {
+                    "key": base64.b64encode(prefix).decode(),
+                    "range_end": base64.b64encode(end).decode(),
+                    "count_only": True,
+                }
+            ).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            self.assertEqual(int(json.load(response).get("count", "0")), 0)
+        self.assertRaises(
+            urllib.error.HTTPError,
+            urllib.request.urlopen,
+            f"{etcd.url}/v2/keys/twistednode",
+            timeout=5,
+        )
 
 
 class DemoCleanupTests(SynchronousTestCase):
