@@ -178,8 +178,8 @@ class HelloProtocolTests(SynchronousTestCase):
         self.sent()
         self.assertEqual(self.proto.destinations(), [])
 
-    def test_election_runs_on_check_step(self) -> None:
-        """The check runs every check_step; the first election at checkInterval."""
+    def test_first_election_at_check_interval(self) -> None:
+        """With static peers the first election runs just after checkInterval."""
         self.proto.add_destination("10.0.0.2", 12345)
         self.start()
         self.clock.advance(1.9)
@@ -188,7 +188,7 @@ class HelloProtocolTests(SynchronousTestCase):
         self.clock.pump([0.05, 0.05, 0.05])
         self.assertTrue(self.membership.is_master)
         self.assertIn(Promotion, [type(e) for e in self.events])
-        envelope, _address = self.sent()[0]
+        envelope, _address = self.sent()[-1]
         assert isinstance(envelope.data, dict)
         self.assertTrue(envelope.data["isMaster"])  # announced at once
 
@@ -220,6 +220,32 @@ class HelloProtocolTests(SynchronousTestCase):
         self.proto.datagramReceived(peer_hello(seq=2, isMasterEligible=False), PEER)
         self.proto.peer_left("peer")
         self.assertEqual(self.membership.members, ())
+
+    def test_silent_member_removed_at_its_deadline(self) -> None:
+        """A silent member goes just after nodeTimeout, with no periodic polling."""
+        self.start()
+        self.proto.datagramReceived(peer_hello(), PEER)
+        self.clock.advance(2.0)
+        self.assertNotIn(Removed, [type(e) for e in self.events])
+        self.clock.advance(0.002)
+        self.assertIn(Removed, [type(e) for e in self.events])
+
+    def test_idle_node_checks_at_node_discover_cadence(self) -> None:
+        """While peers keep saying hello, the check wakes once per checkInterval."""
+        ticks: list[float] = []
+
+        class Counting(Membership):
+            def tick(self, now: float) -> list[Any]:
+                ticks.append(now)
+                return super().tick(now)
+
+        self.proto = self.make(Counting(IID, SETTINGS, started_at=0.0))
+        self.start()
+        for seq in range(1, 41):
+            self.proto.datagramReceived(peer_hello(seq=seq), PEER)
+            self.clock.advance(0.5)
+        # 20 s of steady hellos: the two election phases, then every 2 s.
+        self.assertLessEqual(len(ticks), 13)
 
     def test_masters_conflict_warning(self) -> None:
         """Two masters for longer than masterTimeout log a warning once."""

@@ -694,3 +694,35 @@ class MasterPropertyTests(SynchronousTestCase):
         assert isinstance(received, HelloReceived)
         self.assertEqual((added.source, added.envelope), (SRC, envelope))
         self.assertEqual(master.member.id, "a")
+
+
+class NextDeadlineTests(SynchronousTestCase):
+    """When the adapter must run the check: the times at which tick() can act."""
+
+    def test_election_phases_then_member_timeouts(self) -> None:
+        """First the early and normal election phases, then each member's timeout."""
+        m = node()
+        self.assertEqual(m.next_deadline(100.0), 100.0 + SETTINGS.early_delay)
+        self.assertEqual(m.next_deadline(100.6), AFTER)
+        self.assertIsNone(m.next_deadline(AFTER + 1))
+        m.hello_received(103.0, hello("a"), SRC)
+        self.assertEqual(m.next_deadline(103.0), 103.0 + SETTINGS.node_timeout)
+
+    def test_a_tick_before_the_deadline_removes_nothing(self) -> None:
+        """Between deadlines a tick finds nothing to do; just after one, it acts."""
+        m = node()
+        m.hello_received(103.0, hello("a"), SRC)
+        deadline = m.next_deadline(103.0)
+        assert deadline is not None
+        self.assertNotIn("Removed", kinds(m.tick(deadline)))
+        self.assertIn("Removed", kinds(m.tick(deadline + 0.001)))
+        self.assertIsNone(m.next_deadline(deadline + 0.001))
+
+    def test_master_uses_master_timeout(self) -> None:
+        """A master member's deadline is its last hello plus masterTimeout."""
+        settings = make_settings(
+            epoch_ms=1732629600000, weight=0.0, node_timeout=2.0, master_timeout=3.0
+        )
+        m = node(settings)
+        m.hello_received(103.0, hello("a", master=True), SRC)
+        self.assertEqual(m.next_deadline(103.0), 106.0)

@@ -21,7 +21,7 @@ from typing import Any, cast
 from attrs import define, field
 from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -50,6 +50,8 @@ Resolver = Callable[[str], "Deferred[str]"]
 #: Channel names we refuse: node-discover's reserved and internal events, and ours.
 REFUSED_CHANNELS = wire.RESERVED_EVENTS | wire.INTERNAL_EVENTS | {BYE_EVENT}
 _PRIVATE_PREFIX = "twistednode."
+#: A removal is due just after its deadline (node-discover's test is strict).
+CHECK_SLACK = 0.001
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 DESTINATION_SOURCES = ("static", "registry")
 
@@ -75,8 +77,10 @@ class HelloProtocol(DatagramProtocol):
     @ivar pid: the envelope C{pid} (one per process, e.g. L{wire.PROCESS_PID}).
     @ivar observer: called with every membership event (not the hello requests).
     @ivar resolver: host name to IPv4 address; defaults to C{clock.resolve}.
-    @ivar check_step: how often the check runs (more often than node-discover's
-        C{check_interval}, with the same timeouts: spec §6.2 item 3).
+    The check runs when L{Membership.next_deadline} says it may act (a member's
+    timeout, the start of an election phase), and at least once per
+    C{check_interval}: more often than node-discover when it matters, with the same
+    timeouts (spec §6.2 item 3), and not at all while nothing is due.
     """
 
     log = Logger()
@@ -89,7 +93,6 @@ class HelloProtocol(DatagramProtocol):
     key: LegacyKey | None = None
     observer: Observer = _ignore
     resolver: Resolver | None = None
-    check_step: float = 0.1
     resolve_interval: float = 30.0
     ignore_process: bool = True
     ignore_instance: bool = True
@@ -99,6 +102,9 @@ class HelloProtocol(DatagramProtocol):
     _learned: dict[str, Source] = field(factory=dict, init=False)
     _channels: dict[str, Handler] = field(factory=dict, init=False)
     _loops: list[LoopingCall] = field(factory=list, init=False)
+    _check_call: IDelayedCall | None = field(default=None, init=False)
+    _running: bool = field(default=False, init=False)
+    _last_check: float = field(default=0.0, init=False)
     _warned_size: bool = field(default=False, init=False)
 
     @property
@@ -111,24 +117,51 @@ class HelloProtocol(DatagramProtocol):
     def startProtocol(self) -> None:
         """Bound: reset the election clock, say hello, start the loops."""
         self.membership.bound(self.clock.seconds())
+        self._running = True
+        self._last_check = self.clock.seconds()
         self._hello_all()
         settings = self.membership.settings
         for interval, call in (
             (settings.hello_interval, self._hello_all),
-            (self.check_step, self._tick),
             (self.resolve_interval, self._resolve_all),
         ):
             loop = LoopingCall(self._guarded, call)
             loop.clock = self.clock
             loop.start(interval, now=False)
             self._loops.append(loop)
+        self._schedule_check()
 
     def stopProtocol(self) -> None:
         """Unbound: stop the loops."""
+        self._running = False
         for loop in self._loops:
             if loop.running:
                 loop.stop()
         self._loops.clear()
+        if self._check_call is not None and self._check_call.active():
+            self._check_call.cancel()
+        self._check_call = None
+
+    def _schedule_check(self) -> None:
+        """Sleep until the membership's next deadline, or one checkInterval after the
+        last check (node-discover's cadence, so slow conditions such as a masters
+        conflict are still seen)."""
+        if not self._running:
+            return
+        now = self.clock.seconds()
+        when = self._last_check + self.membership.settings.check_interval
+        # Deadlines since the last check are still due, even if already past.
+        deadline = self.membership.next_deadline(self._last_check)
+        if deadline is not None:
+            when = min(when, deadline + CHECK_SLACK)
+        call = self._check_call
+        if call is not None and call.active():
+            if abs(call.getTime() - when) > CHECK_SLACK:
+                call.reset(max(0.0, when - now))
+            return
+        self._check_call = self.clock.callLater(
+            max(0.0, when - now), self._guarded, self._tick
+        )
 
     def _guarded(self, call: Callable[[], None]) -> None:
         with self.log.failuresHandled("in the hello protocol loop {call}", call=call):
@@ -351,13 +384,18 @@ class HelloProtocol(DatagramProtocol):
         self.apply(self.membership.peer_left(self.clock.seconds(), member_id))
 
     def _tick(self) -> None:
-        self.apply(self.membership.tick(self.clock.seconds()))
+        self._last_check = self.clock.seconds()
+        self.apply(self.membership.tick(self._last_check))
 
     def apply(self, events: list[Event]) -> None:
         """Carry out membership events: send the hellos asked for, tell the observer."""
         self._apply(events)
 
     def _apply(self, events: list[Event]) -> None:
+        self._carry_out(events)
+        self._schedule_check()
+
+    def _carry_out(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, SendHello):
                 if event.destination is None:

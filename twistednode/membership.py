@@ -6,7 +6,8 @@ events that follow, in node-discover's order. L{SendHello} events tell the adapt
 send a hello at once (to one destination, or to all). The rules are node-discover
 1.2.1's check loop, steps 1-5, with the same strictness, plus only the §6.2
 improvements: the one-sided tie-break (we always yield to node-discover peers on equal
-weights), checking every C{check_step} with the same timeouts, immediate re-election
+weights), checking at each member's exact timeout (L{Membership.next_deadline}) with
+the same timeouts, immediate re-election
 when a peer says goodbye, learned destinations (in the adapter), stricter acceptance,
 the C{"x-twistednode"} extension key, and bounded reluctance. Stale hellos from our
 own kind (sequence number not above the last one seen from that sender) are dropped,
@@ -77,7 +78,7 @@ Clean stops: the leaving node demotes permanently, sends two hellos with
 C{isMasterEligible: false} and a goodbye (L{BYE_EVENT}), then deletes its record.
 L{Membership.peer_left} removes it at once and re-runs the election, so the next
 master is elected within one message delay. A crashed master is removed by the normal
-C{master_timeout}, checked every C{check_step}.
+C{master_timeout}, checked at its deadline (L{Membership.next_deadline}).
 """
 
 from __future__ import annotations
@@ -454,6 +455,32 @@ class Membership:
         if self._in_early_phase(now):
             events += self._elect(now)
         return _finish(events + self._ack_events())
+
+    def next_deadline(self, now: float) -> float | None:
+        """The earliest time from C{now} on at which L{tick} may change something.
+
+        A member times out just after its last hello plus its limit; the election
+        phases begin C{early_delay} and C{check_interval} after the bind; a masters
+        conflict becomes reportable C{master_timeout} after it began. A tick at any
+        other time finds nothing to do, so the adapter may sleep until then (and a
+        removal then happens at its deadline, not up to one check period later).
+        Everything else that changes the outcome (hellos, goodbyes, registry views)
+        re-runs the election itself.
+        """
+        settings = self.settings
+        times = [
+            self.started_at + settings.early_delay,
+            self.started_at + settings.check_interval,
+        ]
+        for record in self._records.values():
+            limit = (
+                settings.master_timeout if record.is_master else settings.node_timeout
+            )
+            times.append(record.last_seen + limit)
+        if self._conflict_since is not None and not self._conflict_reported:
+            times.append(self._conflict_since + settings.master_timeout)
+        due = [t for t in times if t >= now]  # a timeout at now is due just after
+        return min(due) if due else None
 
     def tick(self, now: float) -> list[Event]:
         """One run of the check loop: removal, then demotion or promotion."""

@@ -108,7 +108,6 @@ class ClusterNode(MultiService):
     node_id: str = field(factory=lambda: str(uuid.uuid4()))
     host_name: str = field(factory=default_host_name)
     started_at: float = field(default=0.0)
-    check_step: float = 0.1
     pid: str = PROCESS_PID
     etcd_api: str = "auto"
     etcd_tls: ClientTLS | None = None
@@ -147,7 +146,6 @@ class ClusterNode(MultiService):
             host_name=self.host_name,
             key=key,
             observer=self._on_event,
-            check_step=self.check_step,
         )
         if self.advertisement is not None:
             self._membership.set_advertisement(self.advertisement)
