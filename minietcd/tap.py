@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 from twisted.application.service import IServiceCollection, MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorTime,
@@ -20,8 +19,11 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from minietcd.api import KeysAPI
 from minietcd.gohttp import BoundedRequest
+from twistednode.notls import without_tls
+
+if TYPE_CHECKING:
+    from minietcd.api import KeysAPI  # Klein imports the reactor: not before options
 
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 log = Logger()
@@ -63,6 +65,8 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--advertise-client-url must be an http:// or https:// URL: {url!r}"
             )
+        if not any(d.split(":", 1)[0].lower() == "ssl" for d in self["listen"]):
+            without_tls()
 
 
 def client_url(description: str, address: object) -> str | None:
@@ -163,18 +167,23 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
     advertised = config["advertise-client-url"]
+    from minietcd.api import KeysAPI
+
     api = KeysAPI(
         clock=clock,
         client_urls=[advertised] if advertised else ["http://127.0.0.1:2379"],
         name=config["name"],
     )
+    # endpoints loads twisted.internet.ssl: only after without_tls() has run.
+    from twisted.internet import endpoints
+
     site = QuietSite(api.resource(), reactor=reactor)
     site.requestFactory = BoundedRequest  # type: ignore[assignment]
     parent = MultiService()
     APIService(api).setServiceParent(parent)
     for number, description in enumerate(config["listen"]):
         listener = Listener(
-            serverFromString(reactor, description),
+            endpoints.serverFromString(reactor, description),
             description,
             site,
             api,

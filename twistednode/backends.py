@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
@@ -57,8 +57,11 @@ from twistednode.etcdv2 import (
     EtcdV2Client,
 )
 from twistednode.etcdv3 import LINK_ERRORS, Credentials, EtcdV3Client, read_body
-from twistednode.tlsconfig import ClientTLS, http_client
+from twistednode.httpclient import http_client
 from twistednode.v3backend import EtcdV3Backend
+
+if TYPE_CHECKING:
+    from twistednode.tlsconfig import ClientTLS
 
 Api = Literal["auto", "v2", "v3"]
 Chosen = Literal["v2", "v3"]
@@ -109,6 +112,8 @@ def tls_from_options(
     """L{ClientTLS} from C{--etcd-cacert/--etcd-cert/--etcd-key}, None if none given."""
     if cacert is None and cert is None and key is None:
         return None
+    from twistednode.tlsconfig import ClientTLS
+
     return ClientTLS.from_files(cacert, cert, key)
 
 

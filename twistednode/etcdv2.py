@@ -35,7 +35,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed
 from twisted.web.client import (
-    Agent,
     HTTPConnectionPool,
     ResponseDone,
     ResponseFailed,
@@ -56,6 +55,7 @@ from twistednode.backend import (
     WatchEnded,
     WatchTimedOut,
 )
+from twistednode.httpclient import http_client
 
 #: Largest response body accepted; a members directory is a few KiB.
 MAX_BODY = 16 * 1024 * 1024
@@ -381,13 +381,9 @@ class EtcdV2Client:
                     f"etcd URL {url!r} must start with http:// or https://"
                 )
         if self._http is None:
-            from treq.client import HTTPClient
-
-            self._pool = HTTPConnectionPool(self._reactor, persistent=True)
-            agent = Agent(
-                self._reactor, pool=self._pool, connectTimeout=self._connect_timeout
+            self._http, self._pool = http_client(
+                self._reactor, connect_timeout=self._connect_timeout
             )
-            self._http = HTTPClient(agent)
 
     @property
     def url(self) -> str:

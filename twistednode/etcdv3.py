@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -42,7 +42,10 @@ from twistednode.etcdv2 import (
     EtcdTimeout,
     EtcdUnavailable,
 )
-from twistednode.tlsconfig import ClientTLS, http_client
+from twistednode.httpclient import http_client
+
+if TYPE_CHECKING:
+    from twistednode.tlsconfig import ClientTLS
 
 #: gRPC status codes the gateway reports (C{"code"} in its error objects).
 INVALID_ARGUMENT = 3

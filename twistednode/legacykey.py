@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from attrs import Attribute, field, frozen
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 KEY_SIZE: Final = 32
 IV_SIZE: Final = 16
@@ -68,10 +69,15 @@ class LegacyKey:
         return _derive(password)
 
     def _cipher(self) -> Cipher[modes.CBC]:
+        # cryptography loads only when a key is in use (most nodes have none).
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         return Cipher(algorithms.AES(self.key), modes.CBC(self.iv))
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Encrypt and expand to wire bytes (each ciphertext byte as a latin-1 char)."""
+        from cryptography.hazmat.primitives import padding
+
         padder = padding.PKCS7(_BLOCK * 8).padder()
         padded = padder.update(plaintext) + padder.finalize()
         encryptor = self._cipher().encryptor()
@@ -88,6 +94,8 @@ class LegacyKey:
             raise LegacyKeyError(
                 f"ciphertext of {len(ciphertext)} bytes is not whole AES blocks"
             )
+        from cryptography.hazmat.primitives import padding
+
         decryptor = self._cipher().decryptor()
         padded = decryptor.update(ciphertext) + decryptor.finalize()
         unpadder = padding.PKCS7(_BLOCK * 8).unpadder()

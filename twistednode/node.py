@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from attrs import define, evolve, field
 from twisted.application.internet import UDPServer
@@ -43,9 +43,11 @@ from twistednode.membership import (
 from twistednode.record import MemberRecord
 from twistednode.registry import Registry, RemovalReason, local_address_towards
 from twistednode.settings import Settings
-from twistednode.status import StatusAPI, StatusDocument
-from twistednode.tlsconfig import ClientTLS
 from twistednode.wire import PROCESS_PID, Envelope
+
+if TYPE_CHECKING:
+    from twistednode.status import StatusAPI, StatusDocument
+    from twistednode.tlsconfig import ClientTLS
 
 EventName = Literal["added", "removed", "master", "promotion", "demotion"]
 EVENT_NAMES: tuple[EventName, ...] = (
@@ -173,6 +175,8 @@ class ClusterNode(MultiService):
             )
             self._registry.setServiceParent(self)
         if self.http is not None:
+            from twistednode.status import StatusAPI  # Klein, only when asked for
+
             self._status = StatusAPI(provider=self.status_document, clock=self.reactor)
             site = Site(self._status.resource())
             stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)

@@ -12,8 +12,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from twistednode.backends import tls_from_options
-from twistednode.etcdv3 import Credentials
+from twistednode.notls import without_tls
 from twistednode.settings import Settings, make_settings
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
@@ -185,10 +184,15 @@ class Options(usage.Options):
             settings_from_options(self, epoch_ms=1)
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        files = (self["etcd-cacert"], self["etcd-cert"], self["etcd-key"])
+        https = any(url.startswith("https://") for url in self["etcd-urls"])
+        if not https and files == (None, None, None):
+            without_tls()  # first: what follows loads the reactor's modules
+        from twistednode.backends import tls_from_options
+        from twistednode.etcdv3 import Credentials
+
         try:
-            self["tls"] = tls_from_options(
-                self["etcd-cacert"], self["etcd-cert"], self["etcd-key"]
-            )
+            self["tls"] = tls_from_options(*files)
         except (OSError, ValueError) as e:
             raise usage.UsageError(f"etcd TLS: {e}") from None
         self["auth"] = None

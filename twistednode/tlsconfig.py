@@ -11,8 +11,8 @@ C{optionsForClientTLS(hostname, trustRoot, clientCertificate)} per connection, s
 server's certificate is verified against the given CA (or the platform's trust store
 when no CA file is given) and its name or IP address against the URL's host.
 
-Both the v2 and the v3 client use it through the HTTP client that
-L{twistednode.backends.make_backend} builds.
+Both the v2 and the v3 client use it through L{twistednode.httpclient.http_client}.
+This module loads OpenSSL, so it is imported only when TLS options are given.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import crypto
-from treq.client import HTTPClient
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -147,20 +145,3 @@ class ClientTLSPolicy:
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         return self.tls.options_for(hostname.decode("ascii"))
-
-
-def http_client(
-    reactor: Any, tls: ClientTLS | None = None, connect_timeout: float = 5.0
-) -> tuple[HTTPClient, HTTPConnectionPool]:
-    """
-    A treq C{HTTPClient} for etcd over a persistent pool, and the pool to close.
-
-    With C{tls}, https:// connections use L{ClientTLS.policy}; without it, the
-    platform's trust store (Twisted's C{BrowserLikePolicyForHTTPS}).
-    """
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    extra: dict[str, Any] = {}
-    if tls is not None:
-        extra["contextFactory"] = tls.policy()
-    agent = Agent(reactor, pool=pool, connectTimeout=connect_timeout, **extra)
-    return HTTPClient(agent), pool
