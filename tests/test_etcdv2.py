@@ -29,11 +29,9 @@ from twistednode.backend import (
     WatchEnded,
     WatchTimedOut,
 )
+from twistednode.etcdhttp import EtcdBadResponse, EtcdTimeout, EtcdUnavailable
 from twistednode.etcdv2 import (
-    EtcdBadResponse,
     EtcdServerError,
-    EtcdTimeout,
-    EtcdUnavailable,
     EtcdV2Backend,
     EtcdV2Client,
     EtcdV2Error,

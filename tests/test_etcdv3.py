@@ -31,7 +31,7 @@ from twistednode.backend import (
     RecordExists,
     RecordMissing,
 )
-from twistednode.etcdv2 import EtcdBadResponse, EtcdUnavailable
+from twistednode.etcdhttp import EtcdBadResponse, EtcdUnavailable
 from twistednode.etcdv3 import (
     Credentials,
     EtcdAuthFailed,

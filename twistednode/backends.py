@@ -43,6 +43,7 @@ from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.iweb import IResponse
 
 from twistednode.backend import (
     BackendError,
@@ -51,12 +52,15 @@ from twistednode.backend import (
     Listing,
     RegistryBackend,
 )
-from twistednode.etcdv2 import (
+from twistednode.etcdhttp import (
+    LINK_ERRORS,
     EtcdTimeout,
-    EtcdV2Backend,
-    EtcdV2Client,
+    member_urls,
+    read_body,
+    timed_out,
 )
-from twistednode.etcdv3 import LINK_ERRORS, Credentials, EtcdV3Client, read_body
+from twistednode.etcdv2 import EtcdV2Backend, EtcdV2Client
+from twistednode.etcdv3 import Credentials, EtcdV3Client
 from twistednode.httpclient import http_client
 from twistednode.v3backend import EtcdV3Backend
 
@@ -117,17 +121,6 @@ def tls_from_options(
     return ClientTLS.from_files(cacert, cert, key)
 
 
-def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    urls = tuple(item.strip().rstrip("/") for item in items if item.strip())
-    if not urls:
-        raise ValueError("at least one etcd URL is needed")
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"etcd URL {url!r} must start with http:// or https://")
-    return urls
-
-
 @define(eq=False)
 class SelectedBackend:
     """
@@ -139,7 +132,7 @@ class SelectedBackend:
     log = Logger()
 
     _reactor: IReactorTime
-    urls: tuple[str, ...] = field(converter=_urls)
+    urls: tuple[str, ...] = field(converter=member_urls)
     _http: Any = None
     _pool: HTTPConnectionPool | None = None
     _auth: Credentials | None = None
@@ -304,12 +297,8 @@ class SelectedBackend:
             headers={"Content-Type": ["application/json"]},
             allow_redirects=False,
         )
-        d.addCallback(read_body)
-
-        def timed_out(result: object, seconds: float) -> object:
-            raise EtcdTimeout(url, seconds)
-
-        d.addTimeout(self._request_timeout, self._reactor, timed_out)
+        d.addCallback(_status_and_body)
+        d.addTimeout(self._request_timeout, self._reactor, timed_out(url))
         status, body = await d
         if status >= 500:
             raise _NoAnswer(f"HTTP {status}")
@@ -323,6 +312,10 @@ class SelectedBackend:
         if isinstance(data, dict) and ("header" in data or "code" in data):
             return "v3"
         raise _NoAnswer(f"HTTP {status} that is not etcd's: {body[:100]!r}")
+
+
+def _status_and_body(response: IResponse) -> Deferred[tuple[int, bytes]]:
+    return read_body(response).addCallback(lambda body: (response.code, body))
 
 
 class _NoAnswer(Exception):

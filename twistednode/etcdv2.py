@@ -4,7 +4,8 @@ A treq client for the etcd v2 keys API, and the registry backend built on it.
 
 L{EtcdV2Client} speaks the few keys calls the registry needs (get, set/create/update,
 refresh, delete, watch) to one of several etcd URLs, moving on to the next URL when a
-member cannot be reached and remembering the one that answered. Every request is
+member cannot be reached and remembering the one that answered (the URLs, the pool and
+the calls in flight are L{twistednode.etcdhttp.EtcdHTTP}'s). Every request is
 bounded as a whole, body included (treq's own C{timeout=} stops at the headers, and an
 etcd watch flushes its headers at once). The outcomes are distinct exceptions:
 
@@ -16,6 +17,8 @@ etcd watch flushes its headers at once). The outcomes are distinct exceptions:
  - L{EtcdUnavailable}: every URL failed to connect, dropped the connection, timed out
    or answered 5xx (L{EtcdServerError}); C{failures} says what happened at each.
 
+The last three, and L{EtcdError}, are L{twistednode.etcdhttp}'s, shared with v3.
+
 L{EtcdV2Backend} maps these onto the L{twistednode.backend.RegistryBackend} interface.
 """
 
@@ -26,20 +29,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from attrs import define, field, frozen
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
-from twisted.internet.interfaces import IPushProducer, IReactorTime
-from twisted.internet.protocol import Protocol, connectionDone
+from attrs import define, frozen
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed
-from twisted.web.client import (
-    HTTPConnectionPool,
-    ResponseDone,
-    ResponseFailed,
-)
-from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
 
 from twistednode.backend import (
@@ -55,21 +48,16 @@ from twistednode.backend import (
     WatchEnded,
     WatchTimedOut,
 )
-from twistednode.httpclient import http_client
-
-#: Largest response body accepted; a members directory is a few KiB.
-MAX_BODY = 16 * 1024 * 1024
-
-#: Failures that mean "this member could not be reached", so the next URL is tried.
-#: A PUT on a pooled connection that died is not retried by Twisted (only idempotent
-#: methods without a body are), so a request that could not be sent moves on too.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectError,
-    DNSLookupError,
-    ResponseFailed,
-    ConnectionClosed,
-    RequestNotSent,
-    RequestTransmissionFailed,
+from twistednode.etcdhttp import (
+    LINK_ERRORS,
+    EtcdBadResponse,
+    EtcdError,
+    EtcdHTTP,
+    EtcdTimeout,
+    EtcdUnavailable,
+    describe,
+    read_body,
+    timed_out,
 )
 
 #: etcd v2 error codes the registry acts on.
@@ -79,10 +67,6 @@ EVENT_INDEX_CLEARED = 401
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "compareAndDelete"})
-
-
-class EtcdError(Exception):
-    """Base of everything L{EtcdV2Client} fails with (except cancellation)."""
 
 
 class EtcdV2Error(EtcdError):
@@ -123,45 +107,8 @@ class EtcdServerError(EtcdError):
         super().__init__(f"HTTP {status} from etcd: {what}")
 
 
-class EtcdBadResponse(EtcdError):
-    """A response that is not what etcd sends (not JSON, wrong shape, odd status)."""
-
-    def __init__(self, reason: str, status: int, excerpt: str, url: str) -> None:
-        self.reason = reason
-        self.status = status
-        self.excerpt = excerpt
-        self.url = url
-        super().__init__(f"bad response from {url} (HTTP {status}): {reason}")
-
-
 class EtcdWatchEnded(EtcdError):
     """A watch answered 200 with an empty body: the server ended it."""
-
-
-class EtcdTimeout(EtcdError):
-    """A request (or a watch) got no complete answer within its timeout."""
-
-    def __init__(self, url: str, seconds: float) -> None:
-        self.url = url
-        self.seconds = seconds
-        super().__init__(f"no answer from {url} within {seconds:g} s")
-
-
-class EtcdUnavailable(EtcdError):
-    """No URL gave an answer; C{failures} holds (url, exception) for each try."""
-
-    def __init__(self, failures: Sequence[tuple[str, BaseException]]) -> None:
-        self.failures = tuple(failures)
-        tried = "; ".join(f"{url}: {_describe(e)}" for url, e in self.failures)
-        super().__init__(f"etcd unreachable ({tried})")
-
-
-def _describe(error: BaseException) -> str:
-    """A one-line account of a connection failure, unwrapping treq's wrappers."""
-    if isinstance(error, ResponseFailed) and error.reasons:
-        inner = "; ".join(r.getErrorMessage() for r in error.reasons)
-        return f"{type(error).__name__}: {inner}"
-    return f"{type(error).__name__}: {error}"
 
 
 @frozen
@@ -302,93 +249,20 @@ def interpret(
     return EtcdResult(action, node, prev_node, etcd_index, status)
 
 
-class _BodyReader(Protocol):
-    """Collect a response body; cancelling the Deferred drops the connection."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.done: Deferred[bytes] = Deferred(self._cancel)
-
-    def _cancel(self, d: Deferred[bytes]) -> None:
-        self._abort()
-
-    def _abort(self) -> None:
-        if self.transport is not None:
-            cast(IPushProducer, self.transport).stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self.size += len(data)
-        if self.size > MAX_BODY:
-            self.done.errback(ValueError(f"response body over {MAX_BODY} bytes"))
-            self._abort()
-            return
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self.parts))
-        else:
-            self.done.errback(reason)
-
-
-def _read_body(response: IResponse) -> Deferred[tuple[int, Any, bytes]]:
-    reader = _BodyReader()
-    response.deliverBody(reader)
-    return reader.done.addCallback(lambda body: (response.code, response.headers, body))
-
-
-def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
-    """Accept C{"URL[,URL...]"} (the C{--etcd} option) or a sequence of URLs."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(item.strip().rstrip("/") for item in items if item.strip())
+def _reply(response: IResponse) -> Deferred[tuple[int, Any, bytes]]:
+    d = read_body(response)
+    return d.addCallback(lambda body: (response.code, response.headers, body))
 
 
 @define(eq=False)
-class EtcdV2Client:
+class EtcdV2Client(EtcdHTTP):
     """
     The etcd v2 keys calls the registry needs, over one connection pool.
 
-    @param reactor: for the connections and the timeouts.
-    @param urls: base URLs of etcd members (C{http://127.0.0.1:2379}), tried in
-        order starting from the last one that answered.
-    @param http: an object with treq's C{request(method, url, ...)} (a
-        C{treq.testing.StubTreq} in tests); by default an C{HTTPClient} over an
-        C{Agent} with a persistent pool and C{connect_timeout}.
+    Construct as L{EtcdHTTP}: C{EtcdV2Client(reactor, urls, http=..., ...)}.
     """
 
     log = Logger()
-
-    _reactor: IReactorTime
-    urls: tuple[str, ...] = field(converter=_urls)
-    _connect_timeout: float = 5.0
-    request_timeout: float = 5.0
-    _http: Any = None
-    _pool: HTTPConnectionPool | None = field(default=None, init=False)
-    _current: int = field(default=0, init=False)
-    _in_flight: set[Deferred[Any]] = field(factory=set, init=False)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.urls:
-            raise ValueError("at least one etcd URL is needed")
-        for url in self.urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(
-                    f"etcd URL {url!r} must start with http:// or https://"
-                )
-        if self._http is None:
-            self._http, self._pool = http_client(
-                self._reactor, connect_timeout=self._connect_timeout
-            )
-
-    @property
-    def url(self) -> str:
-        """The base URL in use: the last one that answered."""
-        return self.urls[self._current]
 
     # -- the keys calls ---------------------------------------------------------
 
@@ -466,14 +340,6 @@ class EtcdV2Client:
         ]
         return self._send("GET", key, params, timeout=timeout, watch=True)
 
-    def close(self) -> Deferred[None]:
-        """Cancel every request in flight and close the idle pooled connections."""
-        for d in list(self._in_flight):
-            d.cancel()
-        if self._pool is not None:
-            return cast(Deferred[None], self._pool.closeCachedConnections())
-        return succeed(None)
-
     # -- one request, with failover ----------------------------------------------
 
     def _send(
@@ -507,10 +373,6 @@ class EtcdV2Client:
         def attempt(step: int) -> None:
             index = (start + step) % count
             url = self.urls[index] + path
-
-            def timed_out(result: object, seconds: float) -> None:
-                raise EtcdTimeout(url, seconds)
-
             d = maybeDeferred(
                 self._http.request,
                 method,
@@ -520,8 +382,8 @@ class EtcdV2Client:
                 unbuffered=True,
                 allow_redirects=False,
             )
-            d.addCallback(_read_body)
-            d.addTimeout(limit, self._reactor, onTimeoutCancel=timed_out)
+            d.addCallback(_reply)
+            d.addTimeout(limit, self._reactor, onTimeoutCancel=timed_out(url))
             inner[:] = [d]
             d.addCallbacks(
                 answered,
@@ -550,7 +412,7 @@ class EtcdV2Client:
                 return
             if failure.check(EtcdTimeout) and watch:
                 outer.errback(failure)
-            elif failure.check(EtcdTimeout, *CONNECTION_ERRORS):
+            elif failure.check(EtcdTimeout, *LINK_ERRORS):
                 move_on(url, step, cast(BaseException, failure.value))
             elif failure.check(ValueError):
                 outer.errback(EtcdBadResponse(failure.getErrorMessage(), 0, "", url))
@@ -559,21 +421,13 @@ class EtcdV2Client:
 
         def move_on(url: str, step: int, error: BaseException) -> None:
             failures.append((url, error))
-            self.log.debug(
-                "etcd {url} failed: {error}", url=url, error=_describe(error)
-            )
+            self.log.debug("etcd {url} failed: {error}", url=url, error=describe(error))
             if step + 1 < count:
                 attempt(step + 1)
             else:
                 outer.errback(EtcdUnavailable(failures))
 
-        self._in_flight.add(outer)
-
-        def forget(result: object) -> object:
-            self._in_flight.discard(outer)
-            return result
-
-        outer.addBoth(forget)
+        self._track(outer)
         attempt(0)
         return outer
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_etcdv3 -*-
 """
-A treq client for the etcd v3 JSON gateway, and the registry backend built on it.
+A treq client for the etcd v3 JSON gateway.
 
 L{EtcdV3Client} POSTs JSON to C{/v3/...} on one of several etcd URLs, moving on to the
 next URL when a member cannot be reached (refused, reset, timed out, 5xx) and
@@ -13,39 +13,38 @@ handed to a L{JsonLines} protocol as each line arrives.
 
 The outcomes are distinct exceptions: L{EtcdV3Error} (the gateway's gRPC error:
 C{code}, C{message}), L{EtcdAuthFailed} (wrong user or password),
-L{twistednode.etcdv2.EtcdBadResponse}, and L{twistednode.etcdv2.EtcdUnavailable}
-when no member answered. L{twistednode.v3backend.EtcdV3Backend} maps them onto the
+L{twistednode.etcdhttp.EtcdBadResponse}, and L{twistednode.etcdhttp.EtcdUnavailable}
+when no member answered (the URLs, the pool and the calls in flight are
+L{twistednode.etcdhttp.EtcdHTTP}'s, as for v2).
+L{twistednode.v3backend.EtcdV3Backend} maps them onto the
 L{twistednode.backend.RegistryBackend} errors.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from attrs import define, field, frozen
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool, ResponseDone
-from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
 
-from twistednode.etcdv2 import (
-    CONNECTION_ERRORS,
+from twistednode.etcdhttp import (
+    LINK_ERRORS,
     MAX_BODY,
     EtcdBadResponse,
     EtcdError,
+    EtcdHTTP,
     EtcdTimeout,
     EtcdUnavailable,
+    read_body,
+    timed_out,
 )
-from twistednode.httpclient import http_client
-
-if TYPE_CHECKING:
-    from twistednode.tlsconfig import ClientTLS
 
 #: gRPC status codes the gateway reports (C{"code"} in its error objects).
 INVALID_ARGUMENT = 3
@@ -55,11 +54,6 @@ FAILED_PRECONDITION = 9
 OUT_OF_RANGE = 11
 UNAVAILABLE = 14
 UNAUTHENTICATED = 16
-
-#: Failures that mean "this member could not be reached" (the v2 client's list;
-#: it includes a request that could not be sent on a pooled connection that died,
-#: which Twisted does not retry for a POST).
-LINK_ERRORS: tuple[type[BaseException], ...] = CONNECTION_ERRORS
 
 #: Messages that mean "get a new token and try again".
 _TOKEN_PROBLEMS = ("invalid auth token", "user name is empty")
@@ -225,94 +219,19 @@ class JsonLines(Protocol):
         self._end(reason)
 
 
-class _Body(Protocol):
-    """Collect a whole (bounded) response body; cancelling drops the connection."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.done: Deferred[bytes] = Deferred(lambda _: self._stop())
-
-    def _stop(self) -> None:
-        if self.transport is not None:
-            cast(IPushProducer, self.transport).stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self.size += len(data)
-        if self.size > MAX_BODY:
-            self.done.errback(ValueError(f"response body over {MAX_BODY} bytes"))
-            self._stop()
-            return
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self.parts))
-        else:
-            self.done.errback(reason)
-
-
-def read_body(response: IResponse) -> Deferred[tuple[int, bytes]]:
-    """The status and whole body (at most C{MAX_BODY} bytes, else ValueError)."""
-    body = _Body()
-    response.deliverBody(body)
-    return body.done.addCallback(lambda raw: (response.code, raw))
-
-
-def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(item.strip().rstrip("/") for item in items if item.strip())
-
-
 @define(eq=False)
-class EtcdV3Client:
+class EtcdV3Client(EtcdHTTP):
     """
     JSON calls to the etcd v3 gateway, with fail-over across members and auth.
 
-    @param reactor: for the connections and the timeouts.
-    @param urls: base URLs of etcd members, tried in order from the last that
-        answered.
-    @param http: an object with treq's C{request(method, url, ...)} (a
-        C{StubTreq} in tests); by default one over a persistent pool, with
-        C{tls} for https:// URLs.
-    @param credentials: a user and password when etcd has auth enabled.
+    Construct as L{EtcdHTTP} (C{reactor}, C{urls}, C{http}, C{tls}, timeouts), plus
+    C{credentials}: a user and password when etcd has auth enabled.
     """
 
     log = Logger()
 
-    _reactor: IReactorTime
-    urls: tuple[str, ...] = field(converter=_urls)
-    _connect_timeout: float = 5.0
-    request_timeout: float = 5.0
-    _http: Any = None
-    _tls: ClientTLS | None = None
     credentials: Credentials | None = None
-    _pool: HTTPConnectionPool | None = field(default=None, init=False)
-    _current: int = field(default=0, init=False)
     _token: str | None = field(default=None, init=False)
-    _in_flight: set[Deferred[Any]] = field(factory=set, init=False)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.urls:
-            raise ValueError("at least one etcd URL is needed")
-        for url in self.urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(
-                    f"etcd URL {url!r} must start with http:// or https://"
-                )
-        if self._http is None:
-            self._http, self._pool = http_client(
-                self._reactor, self._tls, self._connect_timeout
-            )
-
-    @property
-    def url(self) -> str:
-        """The base URL in use: the last one that answered."""
-        return self.urls[self._current]
 
     def forget_token(self) -> None:
         """Drop the auth token (etcd said it is invalid); the next call gets one."""
@@ -341,24 +260,7 @@ class EtcdV3Client:
         """
         return self._track(Deferred.fromCoroutine(self._stream(path, body, lines)))
 
-    def close(self) -> Deferred[None]:
-        """Cancel every call in flight and close the idle pooled connections."""
-        for d in list(self._in_flight):
-            d.cancel()
-        if self._pool is not None:
-            return cast(Deferred[None], self._pool.closeCachedConnections())
-        return succeed(None)
-
     # -- internals -----------------------------------------------------------------
-
-    def _track(self, d: Deferred[Any]) -> Deferred[Any]:
-        self._in_flight.add(d)
-
-        def forget(result: object) -> object:
-            self._in_flight.discard(d)
-            return result
-
-        return d.addBoth(forget)
 
     async def _call(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode("utf-8")
@@ -384,7 +286,7 @@ class EtcdV3Client:
 
         async def accept(url: str, response: IResponse) -> str:
             if response.code != 200:
-                status, raw = await read_body(response)
+                status, raw = response.code, await read_body(response)
                 interpret(status, raw, url)
                 raise EtcdBadResponse(f"HTTP {status}", status, "", url)
             lines._url = url
@@ -396,12 +298,12 @@ class EtcdV3Client:
 
     async def _read_answer(self, url: str, response: IResponse) -> dict[str, Any]:
         d = read_body(response)
-        d.addTimeout(self.request_timeout, self._reactor, _timed_out(url))
+        d.addTimeout(self.request_timeout, self._reactor, timed_out(url))
         try:
-            status, raw = await d
+            raw = await d
         except ValueError as e:
             raise EtcdBadResponse(str(e), response.code, "", url) from None
-        return interpret(status, raw, url)
+        return interpret(response.code, raw, url)
 
     async def _ensure_token(self) -> None:
         credentials = self.credentials
@@ -456,7 +358,7 @@ class EtcdV3Client:
                 unbuffered=True,
                 allow_redirects=False,
             )
-            d.addTimeout(self.request_timeout, self._reactor, _timed_out(url))
+            d.addTimeout(self.request_timeout, self._reactor, timed_out(url))
             try:
                 response = await d
                 result = await handle(url, response)
@@ -472,10 +374,3 @@ class EtcdV3Client:
             self._current = index
             return result
         raise EtcdUnavailable(failures)
-
-
-def _timed_out(url: str) -> Callable[[object, float], object]:
-    def timed_out(result: object, seconds: float) -> object:
-        raise EtcdTimeout(url, seconds)
-
-    return timed_out

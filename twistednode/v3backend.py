@@ -44,7 +44,7 @@ from twistednode.backend import (
     WatchEnded,
     WatchTimedOut,
 )
-from twistednode.etcdv2 import EtcdError, EtcdUnavailable
+from twistednode.etcdhttp import EtcdError, EtcdUnavailable
 from twistednode.etcdv3 import (
     NOT_FOUND,
     OUT_OF_RANGE,
