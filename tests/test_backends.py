@@ -21,8 +21,8 @@ from tests.fakev3 import FakeEtcdV3
 from tests.test_etcdv2 import RefusingHosts
 from twistednode.backend import BackendError, BackendUnavailable, RegistryBackend
 from twistednode.backends import SelectedBackend, make_backend, tls_from_options
-from twistednode.etcdv2 import EtcdV2Backend
 from twistednode.etcdv3 import Credentials
+from twistednode.v2backend import EtcdV2Backend
 from twistednode.v3backend import EtcdV3Backend
 
 URLS = ["http://e1:2379", "http://e2:2379"]

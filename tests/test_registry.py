@@ -21,7 +21,7 @@ from minietcd.api import KeysAPI
 from tests.servers import shared_minietcd, shared_real_etcd
 from tests.test_etcdv2 import RefusingHosts
 from twistednode.backend import Change, Entry, Listing
-from twistednode.etcdv2 import EtcdResult, EtcdV2Backend, EtcdV2Client, EtcdV2Error
+from twistednode.etcdv2 import EtcdResult, EtcdV2Client, EtcdV2Error
 from twistednode.memberview import (
     Member,
     MemberView,
@@ -34,6 +34,7 @@ from twistednode.memberview import (
 )
 from twistednode.record import MemberRecord
 from twistednode.registry import Registry, local_address_towards, udp_source_address
+from twistednode.v2backend import EtcdV2Backend
 
 
 def make_id(n: int) -> str:

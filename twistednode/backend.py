@@ -5,9 +5,10 @@ The small interface between the L{Registry} and a key-value store.
 The registry needs six things from a store: create a record with a time to live,
 replace it, keep it alive, delete it, list a directory with the index the listing is
 complete up to, and watch the directory for changes after an index. The etcd v2 keys
-API (L{twistednode.etcdv2.EtcdV2Backend}) does it with TTL keys, C{refresh=true} and
-long-poll watches; an etcd v3 backend does it with a lease, keepalives, a prefix range
-and a watch stream. The node behaves the same on both: only the backend differs.
+API (L{twistednode.v2backend.EtcdV2Backend}) does it with TTL keys, C{refresh=true}
+and long-poll watches; the v3 API (L{twistednode.v3backend.EtcdV3Backend}) with a
+lease, keepalives, a prefix range and a watch stream. The node behaves the same on
+both: only the backend differs.
 
 Keys are full paths (C{/twistednode/<cluster>/members/<id>}); names in listings and
 changes are relative to the listed/watched directory. Indices are the store's global

@@ -59,9 +59,10 @@ from twistednode.etcdhttp import (
     read_body,
     timed_out,
 )
-from twistednode.etcdv2 import EtcdV2Backend, EtcdV2Client
+from twistednode.etcdv2 import EtcdV2Client
 from twistednode.etcdv3 import Credentials, EtcdV3Client
 from twistednode.httpclient import http_client
+from twistednode.v2backend import EtcdV2Backend
 from twistednode.v3backend import EtcdV3Backend
 
 if TYPE_CHECKING:

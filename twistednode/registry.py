@@ -134,7 +134,7 @@ class Registry(Service):
     """
     Keep this node's record alive in the store and report the other records.
 
-    @param backend: the store (L{twistednode.etcdv2.EtcdV2Backend}, later v3).
+    @param backend: the store (L{twistednode.backends.make_backend}: etcd v2 or v3).
     @param cluster: the cluster name; records live under
         C{/twistednode/<cluster>/members/}.
     @param listener: told about peers and the view (L{RegistryListener}).
