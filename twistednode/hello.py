@@ -176,7 +176,7 @@ class HelloProtocol(DatagramProtocol):
         events = self.membership.demote(permanent=True)
         if not was_master:
             events = [e for e in events if not isinstance(e, Demotion)]
-        self._apply(events)
+        self.apply(events)
         if self.membership.settings.client:
             return
         self._hello_all()
@@ -360,11 +360,11 @@ class HelloProtocol(DatagramProtocol):
 
     def promote(self) -> None:
         """Become master now (node-discover's C{promote()})."""
-        self._apply(self.membership.promote())
+        self.apply(self.membership.promote())
 
     def demote(self, permanent: bool = False) -> None:
         """Stop being master (node-discover's C{demote(permanent)})."""
-        self._apply(self.membership.demote(permanent))
+        self.apply(self.membership.demote(permanent))
 
     def registry_view(
         self,
@@ -388,10 +388,8 @@ class HelloProtocol(DatagramProtocol):
         self.apply(self.membership.tick(self._last_check))
 
     def apply(self, events: list[Event]) -> None:
-        """Carry out membership events: send the hellos asked for, tell the observer."""
-        self._apply(events)
-
-    def _apply(self, events: list[Event]) -> None:
+        """Carry out membership events: send the hellos asked for, tell the observer;
+        then sleep until the membership's next deadline."""
         self._carry_out(events)
         self._schedule_check()
 
@@ -451,9 +449,9 @@ class HelloProtocol(DatagramProtocol):
             return
         now = self.clock.seconds()
         if envelope.event == "hello":
-            self._apply(membership.hello_received(now, envelope, source))
+            self.apply(membership.hello_received(now, envelope, source))
         elif envelope.event == BYE_EVENT:
-            self._apply(membership.goodbye_received(now, envelope))
+            self.apply(membership.goodbye_received(now, envelope))
         elif envelope.event in self._channels:
             handler = self._channels[envelope.event]
             try:
