@@ -244,7 +244,6 @@ class Store:
         if key == "/":
             self.stats.update_success += 1  # etcd counts this failure as a success
             raise EtcdError(ROOT_READ_ONLY, "/", self.index)
-        next_index = self.index + 1
         try:
             node = self._lookup(key)
         except EtcdError:
@@ -256,17 +255,9 @@ class Store:
             raise EtcdError(NOT_FILE, key, self.index)
         if refresh:
             value = node.value
-        prev = self._view(node, now_ns, False, False, False)
-        if not is_dir:
-            # etcd does not bump a directory's stored modifiedIndex on update.
-            node.value = value
-            node.modified_index = next_index
-        self._set_expiration(node, expiration_for(ttl, now_ns))
-        view = self._changed_view(
-            node, key, None if is_dir else value, next_index, now_ns
+        event = self._rewrite(
+            node, "update", None if is_dir else value, ttl, now_ns, refresh
         )
-        self.index = next_index
-        event = Event("update", view, prev, next_index, refresh)
         self.stats.update_success += 1
         self._hub.publish(event)
         return event
@@ -302,13 +293,7 @@ class Store:
             raise EtcdError(TEST_FAILED, cause, self.index)
         if refresh:
             value = node.value
-        self.index += 1
-        prev = self._view(node, now_ns, False, False, False)
-        node.value = value
-        node.modified_index = self.index
-        self._set_expiration(node, expiration_for(ttl, now_ns))
-        view = self._changed_view(node, key, value, self.index, now_ns)
-        event = Event("compareAndSwap", view, prev, self.index, refresh)
+        event = self._rewrite(node, "compareAndSwap", value, ttl, now_ns, refresh)
         self.stats.compare_and_swap_success += 1
         self._hub.publish(event)
         return event
@@ -328,7 +313,6 @@ class Store:
         except EtcdError:
             self.stats.delete_fail += 1
             raise
-        is_dir = node.children is not None
         if node.children is not None:
             if not dir:
                 self.stats.delete_fail += 1
@@ -336,17 +320,7 @@ class Store:
             if node.children and not recursive:
                 self.stats.delete_fail += 1
                 raise EtcdError(DIR_NOT_EMPTY, key, self.index)
-        next_index = self.index + 1
-        view = NodeView(
-            key,
-            dir=is_dir,
-            modified_index=next_index,
-            created_index=node.created_index,
-        )
-        prev = self._view(node, now_ns, False, False, False)
-        event = Event("delete", view, prev, next_index)
-        self._remove(node, event)
-        self.index = next_index
+        event = self._removal(node, "delete", now_ns)
         self.stats.delete_success += 1
         self._hub.publish(event)
         return event
@@ -370,13 +344,7 @@ class Store:
         if cause is not None:
             self.stats.compare_and_delete_success += 1  # sic, as etcd
             raise EtcdError(TEST_FAILED, cause, self.index)
-        self.index += 1
-        view = NodeView(
-            key, modified_index=self.index, created_index=node.created_index
-        )
-        prev = self._view(node, now_ns, False, False, False)
-        event = Event("compareAndDelete", view, prev, self.index)
-        self._remove(node, event)
+        event = self._removal(node, "compareAndDelete", now_ns)
         self.stats.compare_and_delete_success += 1
         self._hub.publish(event)
         return event
@@ -391,17 +359,7 @@ class Store:
             node = self._expiries.pop_due(now_ns)
             if node is None:
                 break
-            self.index += 1
-            is_dir = node.children is not None
-            view = NodeView(
-                node.path,
-                dir=is_dir,
-                modified_index=self.index,
-                created_index=node.created_index,
-            )
-            prev = self._view(node, now_ns, False, False, False)
-            event = Event("expire", view, prev, self.index)
-            self._remove(node, event)
+            event = self._removal(node, "expire", now_ns)
             self.stats.expire_count += 1
             self._hub.publish(event)
             events.append(event)
@@ -558,6 +516,54 @@ class Store:
             return
         self._expiries.push(expiration, node)
 
+    def _rewrite(
+        self,
+        node: _Node,
+        action: str,
+        value: str | None,
+        ttl: int | None,
+        now_ns: int,
+        refresh: bool,
+    ) -> Event:
+        """Give an existing node a new value (None: a directory) and TTL, at the
+        next index; the caller publishes the event and counts stats."""
+        index = self.index + 1
+        prev = self._view(node, now_ns, False, False, False)
+        if value is not None:
+            # etcd does not bump a directory's stored modifiedIndex on update.
+            node.value = value
+            node.modified_index = index
+        self._set_expiration(node, expiration_for(ttl, now_ns))
+        self.index = index
+        expiration = node.expire_ns
+        ttl_left = 0 if expiration is None else ttl_at(expiration, now_ns)
+        view = NodeView(
+            node.path,
+            value,
+            value is None,
+            expiration,
+            ttl_left,
+            None,
+            index,
+            node.created_index,
+        )
+        return Event(action, view, prev, index, refresh)
+
+    def _removal(self, node: _Node, action: str, now_ns: int) -> Event:
+        """Remove C{node} (delete, compareAndDelete, expire) at the next index; the
+        caller publishes the event and counts stats."""
+        self.index += 1
+        view = NodeView(
+            node.path,
+            dir=node.children is not None,
+            modified_index=self.index,
+            created_index=node.created_index,
+        )
+        prev = self._view(node, now_ns, False, False, False)
+        event = Event(action, view, prev, self.index)
+        self._remove(node, event)
+        return event
+
     def _remove(self, node: _Node, event: Event) -> None:
         """Detach C{node}; tell watchers of it and of nodes below it (etcd's
         C{Remove} callback), deepest first."""
@@ -617,22 +623,6 @@ class Store:
             ttl,
             [] if listed else None,
             node.modified_index,
-            node.created_index,
-        )
-
-    def _changed_view(
-        self, node: _Node, key: str, value: str | None, index: int, now_ns: int
-    ) -> NodeView:
-        expiration = node.expire_ns
-        ttl = 0 if expiration is None else ttl_at(expiration, now_ns)
-        return NodeView(
-            key,
-            value,
-            value is None,
-            expiration,
-            ttl,
-            None,
-            index,
             node.created_index,
         )
 
