@@ -23,6 +23,7 @@ from minietcd.errors import (
     TTL_NAN,
     EtcdError,
 )
+from minietcd.store import clean_key
 
 #: Go's C{http.Request.ParseForm} reads at most this much of a form body (10 MiB).
 MAX_FORM_BYTES = 10 << 20
@@ -79,20 +80,9 @@ _PATH_SAFE = frozenset(
 
 def clean_path(path: str) -> str:
     """Go's C{ServeMux} C{cleanPath}: C{path.Clean}, keeping a trailing slash."""
-    if not path:
-        return "/"
     if "//" not in path and "/." not in path and path.startswith("/"):
         return path
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part == "" or part == ".":
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    cleaned = "/" + "/".join(parts)
+    cleaned = clean_key(path)
     if path.endswith("/") and cleaned != "/":
         cleaned += "/"
     return cleaned
