@@ -315,12 +315,16 @@ class KeysAPI:
 
     def _event(self, request: Request, event: Event, no_value: bool) -> bytes:
         request.setResponseCode(201 if event.created else 200)
+        self._answer_headers(request, event.etcd_index)
+        return body(request, event_json(event, no_value))
+
+    def _answer_headers(self, request: Request, etcd_index: int) -> None:
+        """The headers of a keys answer: JSON, the store's and raft's indices."""
         headers = request.responseHeaders
         headers.setRawHeaders(b"Content-Type", JSON)
-        headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % event.etcd_index])
+        headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % etcd_index])
         headers.setRawHeaders(b"X-Raft-Index", [b"%d" % self.raft_index])
         headers.setRawHeaders(b"X-Raft-Term", [RAFT_TERM])
-        return body(request, event_json(event, no_value))
 
     def _error(self, request: Request, error: EtcdError, status: int = 0) -> bytes:
         request.setResponseCode(status or error.status)
@@ -341,11 +345,7 @@ class KeysAPI:
         except EtcdError as error:
             return self._error(request, error)
         request.setResponseCode(200)
-        headers = request.responseHeaders
-        headers.setRawHeaders(b"Content-Type", JSON)
-        headers.setRawHeaders(b"X-Etcd-Index", [b"%d" % store.index])
-        headers.setRawHeaders(b"X-Raft-Index", [b"%d" % self.raft_index])
-        headers.setRawHeaders(b"X-Raft-Term", [RAFT_TERM])
+        self._answer_headers(request, store.index)
         if isinstance(found, Event):
             if not req.stream:
                 return self._rendered(found)
