@@ -28,7 +28,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, TimeoutError
@@ -37,6 +37,9 @@ from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import SynchronousTestCase
 
 T = TypeVar("T")
 JSONObject = dict[str, Any]
@@ -66,6 +69,14 @@ COMMAND_TIMEOUT = 30.0
 
 STDERR_TAIL = 16_384
 """How much of Chromium's own output is kept, to explain a failure."""
+
+
+def assert_png(test: SynchronousTestCase, path: str) -> None:
+    """C{path} is a PNG of some substance (a screenshot that shows something)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    test.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"), path)
+    test.assertGreater(len(data), 10_000, path)
 
 
 class BrowserError(Exception):

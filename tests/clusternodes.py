@@ -39,8 +39,8 @@ from attrs import define, field, frozen
 
 from tests.servers import (
     STOP_TIMEOUT,
+    ManagedProcess,
     ServerStartError,
-    _ManagedProcess,
     free_port,
     twistd_path,
 )
@@ -208,7 +208,7 @@ def all_see_all(views: Iterable[NodeView], ids: Iterable[str]) -> bool:
     return all(wanted - {v.id} <= v.members for v in views)
 
 
-class ClusterNodeProcess(_ManagedProcess):
+class ClusterNodeProcess(ManagedProcess):
     """C{twistd -n --pidfile= clusternode ...} on 127.0.0.1.
 
     @param etcd: the registry URL(s); None runs with C{--no-etcd} (needs C{peers}).

@@ -27,7 +27,6 @@ loudly instead of silently splitting the cluster; it does not change the wire.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import signal
@@ -45,6 +44,7 @@ from attrs import define, field, frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 
+from tests.childprocess import Backstop, end, signal_and_wait
 from tests.requirements import missing, require_binary
 
 NODEJS_DIR = Path(__file__).resolve().parent / "nodejs"
@@ -60,6 +60,8 @@ FAST_TIMERS: Mapping[str, int] = {
 
 #: How many recent events an assertion message shows.
 _RECENT = 25
+#: How long a SIGKILLed peer may take to be reaped.
+_KILL_WAIT = 10.0
 
 JSON = Any
 Predicate = Callable[["PeerEvent"], bool]
@@ -115,26 +117,17 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
     return free_udp_ports(1, host)[0]
 
 
+#: Peers a test forgot are killed at exit. A peer also stops by itself when its stdin
+#: closes, which happens when the test process dies in any way.
+_backstop: Backstop[NodeDiscoverPeer] = Backstop(lambda peer: peer.kill())
+
+
 def require_node_discover() -> str:
     """Return the path of C{node}, or skip/fail if node or node-discover is missing."""
     node = require_binary("node", "nodejs")
     if not NODE_DISCOVER_PACKAGE.exists():
         missing("node-discover not installed: run npm ci --prefix tests/nodejs")
     return node
-
-
-_live: set[NodeDiscoverPeer] = set()
-_live_lock = threading.Lock()
-
-
-def _kill_leftovers() -> None:
-    with _live_lock:
-        peers = list(_live)
-    for peer in peers:
-        peer.kill()
-
-
-atexit.register(_kill_leftovers)
 
 
 @define(eq=False)
@@ -267,8 +260,7 @@ class NodeDiscoverPeer:
             env=env,
             cwd=str(NODEJS_DIR),
         )
-        with _live_lock:
-            _live.add(self)
+        _backstop.add(self)
         assert self._process.stdout is not None and self._process.stderr is not None
         out = threading.Thread(
             target=self._read_stdout,
@@ -334,12 +326,7 @@ class NodeDiscoverPeer:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                process.terminate()
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                end(process, timeout)
         return self._reap()
 
     def kill(self) -> int | None:
@@ -347,12 +334,7 @@ class NodeDiscoverPeer:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            try:
-                process.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
+        signal_and_wait(process, signal.SIGKILL, _KILL_WAIT)
         return self._reap()
 
     def _reap(self) -> int | None:
@@ -366,8 +348,7 @@ class NodeDiscoverPeer:
                     stream.close()
                 except OSError:
                     pass
-        with _live_lock:
-            _live.discard(self)
+        _backstop.discard(self)
         return process.returncode
 
     def __enter__(self) -> NodeDiscoverPeer:

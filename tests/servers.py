@@ -4,7 +4,9 @@ Every fixture is synchronous: it starts a subprocess on 127.0.0.1, polls it with
 until it answers (bounded waits), and raises L{ServerStartError} with the captured
 output of the process if it does not come up. Nothing is left behind: C{stop()}
 terminates the process (SIGKILL after a grace period) and removes its temporary files,
-and an C{atexit} hook stops whatever a test forgot.
+the process dies with the test process, and an C{atexit} hook stops whatever a test
+forgot (L{tests.childprocess}). L{ManagedProcess} is the base to build other
+fixtures on (L{tests.clusternodes.ClusterNodeProcess} is one).
 
 From a trial test::
 
@@ -31,8 +33,6 @@ start it on first use and stop it at exit. Do not stop a shared instance.
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import json
 import os
 import shutil
@@ -51,15 +51,12 @@ from typing import Self, TypeVar
 
 from twisted.trial.unittest import SkipTest
 
+from tests.childprocess import Backstop, die_with_test, end, signal_and_wait
 from tests.requirements import require_binary
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.05
-_PR_SET_PDEATHSIG = 1
-
-_live: set[_ManagedProcess] = set()
-_live_lock = threading.Lock()
 
 
 def free_port() -> int:
@@ -94,27 +91,6 @@ def _answers(url: str, ok: Callable[[int], bool]) -> bool:
         return False
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-# Loaded here, not in the child: between fork and exec only async-safe work is wise.
-_LIBC = _load_libc()
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the test process dies, even by SIGKILL (Linux).
-
-    The kernel ties this to the thread that forked, so it is only used for servers
-    started from the main thread; atexit covers every other way out.
-    """
-    if _LIBC is not None and hasattr(_LIBC, "prctl"):
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _state(url: str) -> str | None:
     """The raft state a member reports in /v2/stats/self, or None if it does not."""
     try:
@@ -125,8 +101,12 @@ def _state(url: str) -> str | None:
     return state if isinstance(state, str) else None
 
 
-class _ManagedProcess:
-    """A subprocess with a scratch dir, an output log, a readiness probe and cleanup."""
+class ManagedProcess:
+    """A subprocess with a scratch dir, an output log, a readiness probe and cleanup.
+
+    A subclass gives C{label}, C{_argv()} and C{_ready_url()} (and C{_is_ready} if
+    200 is not the answer that means ready).
+    """
 
     label = "server"
 
@@ -172,7 +152,6 @@ class _ManagedProcess:
         """Start the process without waiting for it to answer."""
         if self.running:
             raise RuntimeError(f"{self.label} is already running")
-        in_main_thread = threading.current_thread() is threading.main_thread()
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self._argv(),
@@ -181,10 +160,9 @@ class _ManagedProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if in_main_thread else None,
+                preexec_fn=die_with_test(),
             )
-        with _live_lock:
-            _live.add(self)
+        _backstop.add(self)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll until the readiness URL answers; else raise L{ServerStartError}."""
@@ -221,32 +199,17 @@ class _ManagedProcess:
         self.wait_ready()
         return self
 
-    def _signal_and_wait(self, sig: int, timeout: float) -> bool:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return True
-        try:
-            process.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
     def terminate(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, wait, SIGKILL if it does not exit; keep the scratch dir."""
-        if not self._signal_and_wait(signal.SIGTERM, timeout):
-            self._signal_and_wait(signal.SIGKILL, timeout)
-        with _live_lock:
-            _live.discard(self)
+        if self._process is not None:
+            end(self._process, timeout)
+        _backstop.discard(self)
 
     def kill(self) -> None:
         """SIGKILL the process (a crash) and reap it; keep the scratch dir."""
-        self._signal_and_wait(signal.SIGKILL, STOP_TIMEOUT)
-        with _live_lock:
-            _live.discard(self)
+        if self._process is not None:
+            signal_and_wait(self._process, signal.SIGKILL, STOP_TIMEOUT)
+        _backstop.discard(self)
 
     def stop(self) -> None:
         """Terminate the process and remove its scratch dir (data and logs)."""
@@ -267,7 +230,10 @@ class _ManagedProcess:
         self.stop()
 
 
-class RealEtcd(_ManagedProcess):
+_backstop: Backstop[ManagedProcess] = Backstop(lambda process: process.stop())
+
+
+class RealEtcd(ManagedProcess):
     """Debian's C{/usr/bin/etcd} (3.4) as one member of a cluster on 127.0.0.1.
 
     Alone (the default) it is a single-member cluster. C{RealEtcdCluster} builds members
@@ -417,7 +383,7 @@ def twistd_path() -> str:
     return os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
-class MiniEtcdProcess(_ManagedProcess):
+class MiniEtcdProcess(ManagedProcess):
     """Our minietcd: C{twistd -n minietcd --listen tcp:<port>:interface=127.0.0.1}."""
 
     label = "minietcd"
@@ -445,8 +411,8 @@ class MiniEtcdProcess(_ManagedProcess):
         return self.url + "/version"
 
 
-_T = TypeVar("_T", bound=_ManagedProcess)
-_shared: dict[str, _ManagedProcess | BaseException] = {}
+_T = TypeVar("_T", bound=ManagedProcess)
+_shared: dict[str, ManagedProcess | BaseException] = {}
 _shared_lock = threading.Lock()
 
 
@@ -485,11 +451,3 @@ def shared_real_etcd() -> RealEtcd:
 def shared_minietcd() -> MiniEtcdProcess:
     """One minietcd per test process, started on first use."""
     return shared_instance("minietcd", lambda: MiniEtcdProcess().start())
-
-
-@atexit.register
-def _stop_everything() -> None:
-    with _live_lock:
-        leftovers = list(_live)
-    for process in leftovers:
-        process.stop()

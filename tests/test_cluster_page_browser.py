@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.browser import Browser
+from tests.browser import Browser, assert_png
 from tests.clusternodes import (
     ClusterNodeProcess,
     agreed_master_of,
@@ -31,6 +31,7 @@ from tests.clusternodes import (
 )
 from tests.requirements import require_binary
 from tests.servers import MiniEtcdProcess
+from tests.test_status_page_browser import node_text
 
 NODES = "document.querySelectorAll('#ring [data-node-id]')"
 MASTERS = "document.querySelectorAll('#ring [data-master=\"true\"]')"
@@ -50,11 +51,6 @@ START = 30.0
 
 FAILOVER = 20.0
 """Seconds for the page to show the new master after the kill (2-3 s by design)."""
-
-
-def node_text(node_id: str) -> str:
-    """JS: the visible text of the node drawn for C{node_id}."""
-    return f"document.querySelector('#ring [data-node-id=\"{node_id}\"]').innerText"
 
 
 @contextmanager
@@ -169,7 +165,7 @@ class ClusterPageBrowserTests(TestCase):
         await deferLater(reactor, 1.5, lambda: None)
         before = self.mktemp() + "-before.png"
         await browser.screenshot(before, full_page=True)
-        self.assert_png(before)
+        assert_png(self, before)
         wanted = os.environ.get("TWISTEDNODE_SCREENSHOT")
         if wanted:
             shutil.copyfile(before, wanted)
@@ -204,12 +200,5 @@ class ClusterPageBrowserTests(TestCase):
         )
         shot = self.mktemp() + "-after.png"
         await browser.screenshot(shot, full_page=True)
-        self.assert_png(shot)
+        assert_png(self, shot)
         self.assertEqual(browser.console, [])
-
-    def assert_png(self, path: str) -> None:
-        """The file is a PNG of some substance."""
-        with open(path, "rb") as f:
-            data = f.read()
-        self.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"), path)
-        self.assertGreater(len(data), 10_000, path)

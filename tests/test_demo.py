@@ -8,7 +8,6 @@ started may be left.
 from __future__ import annotations
 
 import base64
-import ctypes
 import glob
 import json
 import os
@@ -18,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.childprocess import OutputProcess, die_with_test
 from tests.servers import RealEtcd, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,13 +41,6 @@ STEPS = (
 #: Bounds for a whole story on a loaded machine (the demo's own are smaller).
 STORY_TIMEOUT = 300.0
 EVENT_TIMEOUT = 120.0
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_test() -> None:
-    """In the demo's process: SIGKILL it if the test process dies."""
-    _LIBC.prctl(1, signal.SIGKILL)
 
 
 def demo_env() -> dict[str, str]:
@@ -117,65 +109,17 @@ def assert_none_left(test: SynchronousTestCase, output: str) -> None:
     test.assertEqual(processes_mentioning([cluster_name(output)]), [])
 
 
-class RunningDemo:
+class RunningDemo(OutputProcess):
     """The demo in the background, its output collected line by line."""
 
     def __init__(self, *args: str) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, str(DEMO), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
             env=demo_env(),
-            start_new_session=True,
-            preexec_fn=_die_with_test,
+            new_session=True,
+            what="the demo's output",
+            timeout=EVENT_TIMEOUT,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            with self._changed:
-                self.lines.append(raw.decode("utf-8", "replace"))
-                self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        """Everything printed so far."""
-        with self._changed:
-            return "".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = EVENT_TIMEOUT) -> str:
-        """Wait until the output matches C{pattern}; the output so far."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not re.search(pattern, "".join(self.lines), re.M):
-                left = deadline - time.monotonic()
-                if left <= 0 or (
-                    self.process.poll() is not None and not self._reader.is_alive()
-                ):
-                    raise AssertionError(
-                        f"no {pattern!r} in the demo's output:\n{''.join(self.lines)}"
-                    )
-                self._changed.wait(min(left, 0.5))
-            return "".join(self.lines)
-
-    def finish(self, timeout: float = 60.0) -> int:
-        """Wait for the demo to exit; its exit status."""
-        code = self.process.wait(timeout)
-        self._reader.join(10)
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL the demo if it still runs (test cleanup)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 class DemoStoryTests(SynchronousTestCase):
@@ -189,7 +133,7 @@ class DemoStoryTests(SynchronousTestCase):
             capture_output=True,
             env=demo_env(),
             timeout=STORY_TIMEOUT,
-            preexec_fn=_die_with_test,
+            preexec_fn=die_with_test(),
         )
         output = result.stdout.decode("utf-8", "replace")
         errors = result.stderr.decode("utf-8", "replace")
@@ -328,7 +272,7 @@ class DemoCommandLineTests(SynchronousTestCase):
             stderr=subprocess.STDOUT,
             env=demo_env(),
             timeout=60,
-            preexec_fn=_die_with_test,
+            preexec_fn=die_with_test(),
         )
         return result.returncode, result.stdout.decode("utf-8", "replace")
 

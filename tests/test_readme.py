@@ -11,10 +11,7 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from minietcd.tap import Options as MiniEtcdOptions
+from tests.childprocess import OutputProcess
 from tests.servers import MiniEtcdProcess
 from twistednode.tap import Options as ClusterNodeOptions
 
@@ -52,34 +50,16 @@ def long_options(options: type[usage.Options]) -> set[str]:
     return names - {"help", "version"}
 
 
-class Copy:
+class Copy(OutputProcess):
     """One running copy of the example, its output read line by line."""
 
     def __init__(self, *args: str) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, str(EXAMPLE), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            what="the example's output",
+            timeout=WAIT,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            with self._changed:
-                self.lines.append(raw.decode("utf-8", "replace"))
-                self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        """Everything it printed so far."""
-        with self._changed:
-            return "".join(self.lines)
 
     @property
     def id(self) -> str:
@@ -87,36 +67,6 @@ class Copy:
         match = re.match(r"([0-9a-f]{8}): ", self.wait_for(r"^[0-9a-f]{8}: "))
         assert match is not None
         return match.group(1)
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> str:
-        """Wait until the output matches C{pattern}; the output so far."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not re.search(pattern, "".join(self.lines), re.M):
-                left = deadline - time.monotonic()
-                if left <= 0 or (
-                    self.process.poll() is not None and not self._reader.is_alive()
-                ):
-                    raise AssertionError(
-                        f"no {pattern!r} in the example's output:\n"
-                        + "".join(self.lines)
-                    )
-                self._changed.wait(min(left, 0.5))
-            return "".join(self.lines)
-
-    def finish(self, timeout: float = WAIT) -> int:
-        """Wait for it to exit; its exit status."""
-        code = self.process.wait(timeout)
-        self._reader.join(10)
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL it if it still runs (test cleanup)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 class EmbeddingExampleTests(SynchronousTestCase):

@@ -24,7 +24,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from tests.browser import Browser
+from tests.browser import Browser, assert_png
 from tests.requirements import require_binary
 from tests.test_status import NODE_IDS, FakeCluster
 from twistednode.status import StatusAPI
@@ -156,7 +156,7 @@ class StatusPageBrowserTests(TestCase):
         )
         before = self.mktemp() + "-before.png"
         await browser.screenshot(before, full_page=True)
-        self.assert_png(before)
+        assert_png(self, before)
 
         # The master goes away and the third node takes over; no periodic push is
         # running, and the page must have had it from the stream, not by polling.
@@ -184,7 +184,7 @@ class StatusPageBrowserTests(TestCase):
         )
         after = self.mktemp() + "-after.png"
         await browser.screenshot(after, full_page=True)
-        self.assert_png(after)
+        assert_png(self, after)
         self.assertEqual(browser.console, [])
 
     async def test_periodic_push_moves_last_hello(self) -> None:
@@ -220,7 +220,7 @@ class StatusPageBrowserTests(TestCase):
         self.assertEqual(await browser.evaluate(f"{NODES}.length"), 3)
         offline = self.mktemp() + "-offline.png"
         await browser.screenshot(offline)
-        self.assert_png(offline)
+        assert_png(self, offline)
 
         cluster.master = NODE_IDS[0]
         api.start()
@@ -268,10 +268,3 @@ class StatusPageBrowserTests(TestCase):
         self.assertIn("no hello yet", table)
         self.assertEqual(await browser.evaluate(f"{MASTERS}.length"), 1)
         self.assertEqual(browser.console, [])
-
-    def assert_png(self, path: str) -> None:
-        """The file is a PNG of some substance."""
-        with open(path, "rb") as f:
-            data = f.read()
-        self.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"), path)
-        self.assertGreater(len(data), 10_000, path)
