@@ -53,6 +53,8 @@ class OptionsTests(SynchronousTestCase):
             (["--node-id", "x"], "--node-id"),
             (["--etcd-api", "v4"], "--etcd-api"),
             (["--cluster", "a/b"], "--cluster"),
+            (["--cluster", "a b"], "--cluster"),
+            (["--cluster", ""], "--cluster"),
             (["--weight", "nan"], "--weight"),
             (["--udp-port", "70000"], "--udp-port"),
             (["--etcd-user", "nocolon"], "--etcd-user"),

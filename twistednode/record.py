@@ -11,7 +11,7 @@ C{id} is the node's node-discover C{iid} (a UUID) and equals the last component 
 key; C{address}/C{port} are where the node's UDP hello socket can be reached. Anything
 read back from etcd is validated by L{MemberRecord.from_json}: a bad value raises
 C{ValueError} with a message that says what is wrong, so the registry can log it and
-ignore the key.
+ignore the key. L{check_cluster_name} says which C{<cluster>} names the key may hold.
 """
 
 from __future__ import annotations
@@ -19,10 +19,24 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 import uuid
 from typing import Any
 
 from attrs import field, frozen
+
+_CLUSTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_cluster_name(name: object) -> str:
+    """Return C{name} if it may name a cluster (one safe key component), else raise
+    ValueError saying what a name must be."""
+    if not isinstance(name, str) or not _CLUSTER.fullmatch(name):
+        raise ValueError(
+            f"cluster name {name!r} must be 1-128 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
 
 
 def _check_id(instance: object, attribute: object, value: Any) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import re
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -56,7 +55,7 @@ from twistednode.memberview import (
     RemovalReason,
     ViewUpdate,
 )
-from twistednode.record import MemberRecord
+from twistednode.record import MemberRecord, check_cluster_name
 
 __all__ = [
     "Registry",
@@ -92,15 +91,9 @@ class RegistryListener(Protocol):
 
 # -- the service ---------------------------------------------------------------------
 
-_CLUSTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
 
 def _check_cluster(instance: object, attribute: object, value: Any) -> None:
-    if not isinstance(value, str) or not _CLUSTER.fullmatch(value):
-        raise ValueError(
-            f"cluster name {value!r} must be 1-128 letters, digits, '.', '_' or '-',"
-            " starting with a letter or digit"
-        )
+    check_cluster_name(value)
 
 
 def _check_ttl(instance: object, attribute: object, value: Any) -> None:

@@ -13,6 +13,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from twistednode.notls import without_tls
+from twistednode.record import check_cluster_name
 from twistednode.settings import Settings, make_settings
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
@@ -178,8 +179,10 @@ class Options(usage.Options):
                 self["node-id"] = str(uuid.UUID(self["node-id"]))
             except ValueError:
                 raise usage.UsageError("--node-id must be a UUID") from None
-        if not self["cluster"] or "/" in self["cluster"]:
-            raise usage.UsageError("--cluster must be a non-empty name without '/'")
+        try:
+            check_cluster_name(self["cluster"])
+        except ValueError as e:
+            raise usage.UsageError(f"--cluster: {e}") from None
         try:
             settings_from_options(self, epoch_ms=1)
         except ValueError as e:
