@@ -30,6 +30,7 @@ from twistednode.backends import SelectedBackend, make_backend
 from twistednode.etcdv3 import Credentials
 from twistednode.hello import HelloProtocol
 from twistednode.legacykey import LegacyKey
+from twistednode.localaddress import local_address_towards
 from twistednode.membership import (
     Added,
     Demotion,
@@ -41,7 +42,7 @@ from twistednode.membership import (
     Removed,
 )
 from twistednode.record import MemberRecord
-from twistednode.registry import Registry, RemovalReason, local_address_towards
+from twistednode.registry import Registry, RemovalReason
 from twistednode.settings import Settings
 from twistednode.wire import PROCESS_PID, Envelope
 
