@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registry -*-
+# -*- test-case-name: tests.test_memberview,tests.test_registry -*-
 """
 The members directory as one node knows it: a pure view and its diff.
 
