@@ -64,8 +64,7 @@ class FuzzTests(APITestCase):
         body_pairs: list[tuple[str, str]],
         form: bool,
     ) -> None:
-        """Any request is answered without a 500 or a logged error; afterwards the
-        root still lists and no watcher is left behind once the poll is gone."""
+        """Any request: no 500, no logged error, root still lists, no watcher left."""
         pairs = [(n, v) for n, v in pairs if not (n == "wait" and v != "false")]
         url = BASE + prefix + "/".join(segments) + "?" + _query(pairs)
         body = _query(body_pairs).encode("utf-8")

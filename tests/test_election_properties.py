@@ -112,8 +112,8 @@ class ElectionPropertyTests(SettledMixin):
         duplicate: float,
         seed: int,
     ) -> None:
-        """Registry cluster, delays <= 0.3 s, duplicates, crashes, leaves: never two
-        masters at any instant, and one agreed master once all hear each other."""
+        """Chaotic registry cluster: never two masters, one agreed once all hear."""
+        # Delays <= 0.3 s, duplicates, crashes, leaves: never two masters at once.
         network = Network((0.0, hello_delay), (0.0, watch_delay), duplicate=duplicate)
         sim = Simulation(SETTINGS, specs, network, random.Random(seed))
         sim.run(CHAOS_UNTIL)
@@ -139,8 +139,8 @@ class ElectionPropertyTests(SettledMixin):
         join_after: float,
         seed: int,
     ) -> None:
-        """A node joining while the survivors replace a crashed master never makes a
-        second master (the race that a view-based acknowledgement gets wrong)."""
+        """A node joining during a failover never makes a second master."""
+        # The race that a view-based acknowledgement gets wrong.
         first = NodeSpec(start=0.0, weight=0.0, kill_at=killed_at, record_ttl=ttl)
         joiner.start = killed_at + join_after
         network = Network((0.0, 0.5), (0.0, 0.5), duplicate=0.2)
@@ -170,8 +170,9 @@ class ElectionPropertyTests(SettledMixin):
         early_delay: float,
         seed: int,
     ) -> None:
-        """With node-discover timing out of reach (huge checkInterval), the early rule
-        never makes two masters, whatever the delays, losses and duplicates."""
+        """The early rule alone never makes two masters, whatever the network."""
+        # node-discover timing is out of reach (huge checkInterval); any delays,
+        # losses and duplicates.
         huge = Settings(
             hello_interval=1.0,
             check_interval=1000.0,
@@ -201,8 +202,8 @@ class ElectionPropertyTests(SettledMixin):
     def test_cold_start_is_early_and_heaviest(
         self, specs: list[NodeSpec], delay: float, seed: int
     ) -> None:
-        """Started together with prompt delivery: one promotion, by the heaviest
-        eligible node, through the early rule, well before checkInterval."""
+        """A prompt cold start: one early promotion, by the heaviest eligible."""
+        # Started together with prompt delivery; well before checkInterval.
         for spec in specs:
             spec.register_delay = min(spec.register_delay, 0.05)
             spec.list_delay = min(spec.list_delay, 0.05)
@@ -242,9 +243,9 @@ class ElectionPropertyTests(SettledMixin):
         duplicate: float,
         seed: int,
     ) -> None:
-        """node-discover rules (static peers), distinct weights, any interleaving of
-        hellos and ticks: once all have heard all, exactly one master, the heaviest
-        eligible, and never two at once."""
+        """node-discover rules: never two masters; then one, the heaviest eligible."""
+        # Static peers, distinct weights, any interleaving of hellos and ticks;
+        # exactly one master once all have heard all.
         specs = [
             NodeSpec(start=start, weight=weight, client=client)
             for weight, start, client in zip(
@@ -275,8 +276,8 @@ class ElectionPropertyTests(SettledMixin):
         loss: float,
         seed: int,
     ) -> None:
-        """After a period of losses and long delays (which may split the cluster and
-        make two masters, as in node-discover), one master is agreed again."""
+        """After losses and long delays, one master is agreed again."""
+        # They may split the cluster and make two masters, as in node-discover.
         network = Network(
             (0.0, delay), (0.0, delay), loss=loss, duplicate=0.1, registry=registry
         )
@@ -306,8 +307,8 @@ class ElectionPropertyTests(SettledMixin):
         expire_at: float,
         seed: int,
     ) -> None:
-        """A live node whose registry record expires (a lost lease) is not removed
-        by its peers, so nobody else promotes while it may still be master."""
+        """A live node whose record expires is kept, so nobody else promotes."""
+        # A lost lease: its peers do not remove it while it may still be master.
         specs[expiring % len(specs)].expire_at = expire_at
         network = Network((0.0, 0.3), (0.0, 0.3), duplicate=0.2)
         sim = Simulation(SETTINGS, specs, network, random.Random(seed))
@@ -327,8 +328,8 @@ class SimulationSanityTests(SettledMixin):
         self.assertTrue(sim.violations)
 
     def test_failover_timing(self) -> None:
-        """A crashed master is replaced within masterTimeout + one check step (+ one
-        message delay) after the crash."""
+        """A crashed master is replaced within masterTimeout + a check + a delay."""
+        # The bound: masterTimeout + one check step (+ one message delay).
         specs = [
             NodeSpec(start=0.0, weight=0.0, kill_at=3.05, record_ttl=10.0),
             NodeSpec(start=0.0, weight=-0.1),

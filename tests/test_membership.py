@@ -217,8 +217,8 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(self.m.master, ME)
 
     def test_bound_restarts_the_clock(self) -> None:
-        """A re-bind is a fresh start: not master, eligible, and the first election
-        checkInterval later."""
+        """A re-bind starts afresh: not master, eligible, checkInterval to wait."""
+        # The first election is checkInterval after the re-bind.
         self.m.promote()
         self.m.demote(permanent=True)
         self.m.bound(200.0)
@@ -566,12 +566,10 @@ class EarlyElectionTests(SynchronousTestCase):
         self.assertEqual(promotions(self.m.tick(101.0)), ["early"])
 
     def test_view_alone_is_not_enough(self) -> None:
-        """Knowing us from the registry is not an acknowledgement.
-
-        The hole in a view-based rule: "a" has us in its registry view but has not
-        heard us yet. Past its own checkInterval it may promote at any moment (we are
-        not in its table), so its non-master hello must not let us promote.
-        """
+        """Knowing us from the registry is not an acknowledgement."""
+        # The hole in a view-based rule: "a" has us in its registry view but has not
+        # heard us yet. Past its own checkInterval it may promote at any moment (we are
+        # not in its table), so its non-master hello must not let us promote.
         self.m.registry_view(100.1, {ME: 5, "a": 4}, 5, 5)
         ack_by_view_only = hello("a", hw=3, weight=-1.0)
         assert isinstance(ack_by_view_only.data, dict)

@@ -351,8 +351,8 @@ class StatsTests(SynchronousTestCase):
         )
 
     def test_counters_and_quirks(self) -> None:
-        """Success/fail counters move as in etcd, including the failures it counts
-        as successes (root writes, CAD compare failures, update of a dir's value)."""
+        """Counters move as in etcd, failures it counts as successes included."""
+        # Those: root writes, CAD compare failures, update of a dir's value.
         store = Store(stats=StoreStats())
         store.set("/d/f", "v", NOW)
         store.get("/d", NOW)

@@ -55,8 +55,8 @@ class StorePropertyTests(SynchronousTestCase):
     def test_index_history_and_watchers_stay_consistent(
         self, ops: list[tuple[Any, ...]]
     ) -> None:
-        """Each success takes exactly the next index and is what a watcher of
-        everything sees; failures change nothing; no node claims a future index."""
+        """Each success takes the next index and reaches a watcher of everything."""
+        # Failures change nothing; no node claims a future index.
         store = Store()
         seen = Recorder()
         now = NOW

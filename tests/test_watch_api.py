@@ -16,8 +16,8 @@ class WatchTests(APITestCase):
     """Long polls and streams."""
 
     def test_long_poll_answered_by_a_later_put(self) -> None:
-        """Headers come at once (X-Etcd-Index at registration); the event comes
-        with the PUT that matches."""
+        """Headers come at once; the event comes with the PUT that matches."""
+        # X-Etcd-Index is the store's index at registration.
         response = self.successResultOf(self.send("GET", "/v2/keys/k?wait=true"))
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"x-etcd-index"), [b"3"])
@@ -186,8 +186,8 @@ class StreamBacklogTests(APITestCase):
     """A stream whose client stops reading is ended, as etcd drops such watchers."""
 
     def test_stream_behind_by_too_much_is_ended(self) -> None:
-        """With the connection's send buffer full, more than 100 queued events end
-        the stream; while the client keeps up nothing is dropped."""
+        """A stream over 100 events behind is ended; one that keeps up loses none."""
+        # Behind: the connection's send buffer is full.
         response = self.successResultOf(
             self.send("GET", "/v2/keys/s?wait=true&stream=true")
         )

@@ -73,8 +73,8 @@ class HistoryTests(SynchronousTestCase):
         )
 
     def test_quirks_are_copied(self) -> None:
-        """We follow etcd's history-scan quirks: no hidden filter, and a dir delete
-        matches keys that merely start with the dir's key as a string."""
+        """etcd's history-scan quirks are copied: no hidden filter, dir prefixes."""
+        # A dir delete matches keys that merely start with the dir's key as a string.
         store = Store()
         store.set("/w/_hidden", "1", NOW)
         found = store.watch("/w", True, 4, NOW, Recorder())
@@ -164,8 +164,8 @@ class WatchTests(SynchronousTestCase):
         self.assertEqual(above.actions, [("expire", "/d")])
 
     def test_hidden_below_a_recursive_watch(self) -> None:
-        """A recursive watcher skips hidden nodes below it; the hidden key itself and
-        a watch inside the hidden dir still fire."""
+        """A recursive watcher skips hidden nodes below it, and only those."""
+        # The hidden key itself and a watch inside the hidden dir still fire.
         above = self.watch("/", recursive=True)
         itself = self.watch("/_h/k")
         inside = self.watch("/_h", recursive=True)
@@ -185,8 +185,8 @@ class WatchTests(SynchronousTestCase):
         self.assertEqual(self.store.watcher_count, 1)
 
     def test_stream_watcher_stays_and_sees_deletes_twice(self) -> None:
-        """A stream watcher stays registered; like etcd's, it gets a delete of its
-        key twice (once as a removed node, once as the event's own key)."""
+        """A stream watcher stays, and gets a delete of its key twice, as etcd's."""
+        # Once as a removed node, once as the event's own key.
         seen = self.watch("/a", stream=True)
         self.store.set("/a", "1", NOW)
         self.store.set("/a", "2", NOW)
