@@ -37,6 +37,7 @@ from twistednode.backend import (
     BackendError,
     Change,
     HistoryLost,
+    Listing,
     RecordExists,
     RecordMissing,
     RegistryBackend,
@@ -352,35 +353,10 @@ class Registry(Service):
         while self._live(generation):
             record = self._record
             assert record is not None
-            key, value = self._key(record), record.to_json()
+            key = self._key(record)
             delay = self._ttl / 3
             try:
-                if self._registered is None:
-                    self._create_sent = True
-                    try:
-                        index = await self._backend.create(key, value, self._ttl)
-                    except RecordExists:
-                        index = await self._backend.replace(key, value, self._ttl)
-                    if self._ever_registered:
-                        self.stats.recreations += 1
-                    self.log.info("registered {key} ({index})", key=key, index=index)
-                    self._registered = index
-                    self._ever_registered = True
-                    self._dirty = self._record != record
-                elif self._dirty:
-                    self._dirty = False
-                    try:
-                        self._registered = await self._backend.replace(
-                            key, value, self._ttl
-                        )
-                    except BaseException:
-                        self._dirty = True
-                        raise
-                    self.stats.rewrites += 1
-                    self._dirty = self._dirty or self._record != record
-                else:
-                    await self._backend.refresh(key, self._ttl)
-                    self.stats.refreshes += 1
+                await self._record_step(record, key)
             except CancelledError:
                 return
             except RecordMissing:
@@ -412,16 +388,48 @@ class Registry(Service):
             finally:
                 self._nap = None
 
-    async def _watch_loop(self, generation: int) -> None:
-        attempt = 0
-        streak = 0
-        while self._live(generation):
-            if streak > 1:
-                try:
-                    await self._sleep(self._delay(streak - 2))
-                except CancelledError:
-                    return
+    async def _record_step(self, record: MemberRecord, key: str) -> None:
+        """One write of C{record}: create it (or take it over), rewrite it if it
+        changed, or refresh its TTL."""
+        value = record.to_json()
+        if self._registered is None:
+            self._create_sent = True
             try:
+                index = await self._backend.create(key, value, self._ttl)
+            except RecordExists:
+                index = await self._backend.replace(key, value, self._ttl)
+            if self._ever_registered:
+                self.stats.recreations += 1
+            self.log.info("registered {key} ({index})", key=key, index=index)
+            self._registered = index
+            self._ever_registered = True
+            self._dirty = self._record != record
+        elif self._dirty:
+            self._dirty = False
+            try:
+                self._registered = await self._backend.replace(key, value, self._ttl)
+            except BaseException:
+                self._dirty = True
+                raise
+            self.stats.rewrites += 1
+            self._dirty = self._dirty or self._record != record
+        else:
+            await self._backend.refresh(key, self._ttl)
+            self.stats.refreshes += 1
+
+    async def _watch_loop(self, generation: int) -> None:
+        """List, then watch from the listing's index; list again on any gap.
+
+        Back-to-back restarts (a watch that ends or fails without any change in
+        between) wait with backoff from the second on, so a store that ends every
+        watch at once is not hammered.
+        """
+        attempt = 0
+        streak: int | None = 0
+        while streak is not None and self._live(generation):
+            try:
+                if streak > 1:
+                    await self._sleep(self._delay(streak - 2))
                 listing = await self._backend.list(self.directory)
             except CancelledError:
                 return
@@ -440,46 +448,59 @@ class Registry(Service):
             if not self._live(generation):
                 return
             attempt = 0
-            self._recovered("watch")
-            self.stats.lists += 1
-            self._listed = True
-            self._applied(self._view_().apply_listing(listing))
-            if self._registered is not None and listing.index >= self._registered:
-                if self._view_().own_index is None:
-                    self._own_record_lost()
-            self._view_changed()
-            next_index = listing.index + 1
-            while self._live(generation):
-                try:
-                    changes = await self._backend.watch(
-                        self.directory, next_index, self._watch_timeout
-                    )
-                except CancelledError:
-                    return
-                except WatchTimedOut:
-                    streak = 0
-                except (HistoryLost, WatchEnded) as e:
-                    streak += 1
-                    self.log.info("watch restarts: {error}", error=e)
-                except Exception as e:
-                    streak += 1
-                    if self._live(generation):
-                        if not isinstance(e, BackendError):
-                            self.log.failure("registry watch")
-                        self._failed("watch", e)
-                else:
-                    if not self._live(generation):
-                        return
-                    streak = 0
-                    for change in changes:
-                        self.stats.events += 1
-                        self._applied(self._view_().apply_change(change))
-                        self._check_own_change(change)
-                        next_index = max(next_index, change.index + 1)
-                    self._view_changed()
-                    continue
-                self.stats.watch_restarts += 1
-                break
+            self._apply_listing(listing)
+            streak = await self._follow(generation, listing.index + 1, streak)
+
+    def _apply_listing(self, listing: Listing) -> None:
+        self._recovered("watch")
+        self.stats.lists += 1
+        self._listed = True
+        self._applied(self._view_().apply_listing(listing))
+        if self._registered is not None and listing.index >= self._registered:
+            if self._view_().own_index is None:
+                self._own_record_lost()
+        self._view_changed()
+
+    async def _follow(
+        self, generation: int, next_index: int, streak: int
+    ) -> int | None:
+        """Watch from C{next_index} until the watch must restart.
+
+        Returns the restart streak (0 after a change or a quiet timeout, one more
+        after an end or a failure), or None once the service has stopped.
+        """
+        while self._live(generation):
+            try:
+                changes = await self._backend.watch(
+                    self.directory, next_index, self._watch_timeout
+                )
+            except CancelledError:
+                return None
+            except WatchTimedOut:
+                streak = 0
+            except (HistoryLost, WatchEnded) as e:
+                streak += 1
+                self.log.info("watch restarts: {error}", error=e)
+            except Exception as e:
+                streak += 1
+                if self._live(generation):
+                    if not isinstance(e, BackendError):
+                        self.log.failure("registry watch")
+                    self._failed("watch", e)
+            else:
+                if not self._live(generation):
+                    return None
+                streak = 0
+                for change in changes:
+                    self.stats.events += 1
+                    self._applied(self._view_().apply_change(change))
+                    self._check_own_change(change)
+                    next_index = max(next_index, change.index + 1)
+                self._view_changed()
+                continue
+            self.stats.watch_restarts += 1
+            return streak
+        return None
 
     def _view_(self) -> MemberView:
         assert self._view is not None
