@@ -14,22 +14,10 @@ answers, that call fails with L{BackendUnavailable} and the next call asks again
 L{SelectedBackend.api} says what was chosen (None until then) for the status
 document.
 
-How C{node.py} and C{tap.py} use it::
-
-    # ClusterNode.__attrs_post_init__ (done): the node's etcd_api/etcd_tls/etcd_auth
-    self._backend = make_backend(self.reactor, self.etcd_urls, api=self.etcd_api,
-                                 tls=self.etcd_tls, auth=self.etcd_auth)
-    self._registry = Registry(backend=self._backend, ...)
-    # ClusterNode.status_document (done): "api": self._backend.api
-
-    # tap.makeService (to do): pass the options on (both helpers raise ValueError
-    # with a clear message for a bad file or a bad USER:PASSWORD)
-    ClusterNode(...,
-                etcd_api=config["etcd-api"],
-                etcd_tls=tls_from_options(config["etcd-cacert"],
-                                          config["etcd-cert"], config["etcd-key"]),
-                etcd_auth=(None if config["etcd-user"] is None
-                           else Credentials.from_option(config["etcd-user"])))
+The node builds it from its C{etcd_api}, C{etcd_tls} and C{etcd_auth}; the
+clusternode options give those through L{tls_from_options} and
+L{twistednode.etcdv3.Credentials.from_option}, which raise ValueError with a clear
+message for a bad file or a bad USER:PASSWORD.
 """
 
 from __future__ import annotations
@@ -139,7 +127,6 @@ class SelectedBackend:
     _auth: Credentials | None = None
     _request_timeout: float = 5.0
     _backend: EtcdV2Backend | EtcdV3Backend | None = field(default=None, init=False)
-    _api: Chosen | None = field(default=None, init=False)
     _probe: Deferred[Chosen] | None = field(default=None, init=False)
     _waiters: list[Deferred[None]] = field(factory=list, init=False)
     _closed: bool = field(default=False, init=False)
@@ -147,7 +134,7 @@ class SelectedBackend:
     @property
     def api(self) -> Chosen | None:
         """The API in use, "v2" or "v3"; None while "auto" has not decided."""
-        return self._api
+        return None if self._backend is None else self._backend.api
 
     @property
     def backend(self) -> RegistryBackend | None:
@@ -161,7 +148,7 @@ class SelectedBackend:
     def choose(self, api: Chosen) -> None:
         """Use C{api} from now on (done by L{make_backend} or by the probe)."""
         if self._backend is not None:
-            raise RuntimeError(f"the etcd API is already chosen ({self._api})")
+            raise RuntimeError(f"the etcd API is already chosen ({self.api})")
         if api == "v2":
             if self._auth is not None:
                 raise ValueError(
@@ -184,7 +171,6 @@ class SelectedBackend:
                 credentials=self._auth,
             )
             self._backend = EtcdV3Backend(v3, self._reactor)
-        self._api = api
         self.log.info("registry uses the etcd {api} API", api=api)
 
     # -- RegistryBackend ---------------------------------------------------------

@@ -16,7 +16,7 @@ The registry backend over the etcd v2 keys API (L{twistednode.backend.RegistryBa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import ClassVar, Literal, cast
 
 from attrs import define
 from twisted.internet.defer import Deferred
@@ -89,6 +89,8 @@ def _to_backend_error(failure: Failure) -> Failure:
 @define(eq=False)
 class EtcdV2Backend:
     """L{twistednode.backend.RegistryBackend} over the etcd v2 keys API."""
+
+    api: ClassVar[Literal["v2"]] = "v2"
 
     client: EtcdV2Client
 

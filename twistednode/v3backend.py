@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -138,7 +138,7 @@ class EtcdV3Backend:
     """L{twistednode.backend.RegistryBackend} over the etcd v3 JSON gateway."""
 
     log = Logger()
-    api = "v3"
+    api: ClassVar[Literal["v3"]] = "v3"
 
     client: EtcdV3Client
     _clock: IReactorTime
