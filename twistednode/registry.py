@@ -336,7 +336,12 @@ class Registry(Service):
         if nap is not None and not nap.called:
             nap.cancel()
 
-    def _failed(self, where: str, error: BaseException) -> None:
+    def _failed(self, where: str, error: BaseException, step: str) -> None:
+        """Count a failed C{step} of the C{where} loop (call it from the except
+        clause: an error that is not a BackendError is logged with its traceback).
+        """
+        if not isinstance(error, BackendError):
+            self.log.failure("registry {step}", step=step)
         self.stats.errors += 1
         self.last_error = f"{where}: {error}"
         if where not in self._failing:
@@ -368,9 +373,7 @@ class Registry(Service):
             except Exception as e:
                 if not self._live(generation):
                     return
-                if not isinstance(e, BackendError):
-                    self.log.failure("registry record step")
-                self._failed("record", e)
+                self._failed("record", e, "record step")
                 delay = min(self._delay(attempt), self._ttl / 3)
                 attempt += 1
             else:
@@ -436,9 +439,7 @@ class Registry(Service):
             except Exception as e:
                 if not self._live(generation):
                     return
-                if not isinstance(e, BackendError):
-                    self.log.failure("registry list")
-                self._failed("watch", e)
+                self._failed("watch", e, "list")
                 try:
                     await self._sleep(self._delay(attempt))
                 except CancelledError:
@@ -484,9 +485,7 @@ class Registry(Service):
             except Exception as e:
                 streak += 1
                 if self._live(generation):
-                    if not isinstance(e, BackendError):
-                        self.log.failure("registry watch")
-                    self._failed("watch", e)
+                    self._failed("watch", e, "watch")
             else:
                 if not self._live(generation):
                     return None
