@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
-from attrs import define, field
 from treq.testing import StubTreq
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -213,19 +211,9 @@ class MakeBackendTests(SynchronousTestCase):
         self.assertEqual(backend.endpoint, URLS[0])
 
 
-@define
-class DeadConnections:
-    """treq's request() that fails on some hosts as a dead pooled connection does."""
-
-    stub: StubTreq
-    dead: set[str] = field(factory=set)
-
-    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
-        host = urlsplit(url).hostname or ""
-        if host in self.dead:
-            lost = Failure(ConnectionLost("closed while sending"))
-            return fail(RequestTransmissionFailed([lost]))
-        return cast(Deferred[Any], self.stub.request(method, url, **kwargs))
+def dead_connection(host: str) -> BaseException:
+    """What treq fails with when a pooled connection to C{host} died while sending."""
+    return RequestTransmissionFailed([Failure(ConnectionLost("closed while sending"))])
 
 
 class DeadConnectionTests(SynchronousTestCase):
@@ -240,7 +228,7 @@ class DeadConnectionTests(SynchronousTestCase):
         api = KeysAPI(self.clock)
         self.addCleanup(api.stop)
         stub = StubTreq(api.resource())
-        http = DeadConnections(stub, {"e1"})
+        http = RefusingHosts(stub, {"e1"}, dead_connection)
         backend = make_backend(self.clock, URLS, api="v2", http=http)
         d = backend.create(DIR + "/a", "v", 10)
         stub.flush()
@@ -251,7 +239,7 @@ class DeadConnectionTests(SynchronousTestCase):
         """A v3 call whose connection died goes to the next member."""
         etcd = FakeEtcdV3(self.clock)
         stub = StubTreq(etcd.resource())
-        http = DeadConnections(stub, {"e1"})
+        http = RefusingHosts(stub, {"e1"}, dead_connection)
         backend = make_backend(self.clock, URLS, api="v3", http=http)
         d = backend.create(DIR + "/a", "v", 10)
         stub.flush()

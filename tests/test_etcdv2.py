@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -103,15 +104,20 @@ def node(
 
 @define
 class RefusingHosts:
-    """treq's request() in front of a StubTreq, refusing connections to some hosts."""
+    """treq's request() in front of a StubTreq, failing for the hosts that are down.
+
+    By default a host that is down refuses the connection; C{failure(host)} says
+    what else to fail with (e.g. a dead pooled connection).
+    """
 
     stub: StubTreq
     down: set[str] = field(factory=set)
+    failure: Callable[[str], BaseException] = ConnectionRefusedError
 
     def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
         host = urlsplit(url).hostname or ""
         if host in self.down:
-            return fail(ConnectionRefusedError(host))
+            return fail(self.failure(host))
         return cast(Deferred[Any], self.stub.request(method, url, **kwargs))
 
 
