@@ -294,24 +294,43 @@ class _Scenarios(_Base):
         self.assertEqual(agreed_master_of(self.converged(everyone).views), master)
         return everyone
 
-    def clean_stop(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
-        """SIGTERM the master; the survivors must agree on the next within 1 s."""
+    def replace_master(
+        self,
+        nodes: list[ClusterNodeProcess],
+        end: Callable[[ClusterNodeProcess], None],
+        how: str,
+        label: str,
+    ) -> tuple[ClusterNodeProcess, list[ClusterNodeProcess], float]:
+        """End the agreed master with C{end}; wait until the survivors agree on the
+        heaviest of them; report the time as C{label}. The ended node, the
+        survivors, and how long it took."""
         old = agreed_master_of(self.converged(nodes).views)
-        (stopping,) = [n for n in nodes if n.id == old]
-        survivors = [n for n in nodes if n is not stopping]
+        (ended,) = [n for n in nodes if n.id == old]
+        survivors = [n for n in nodes if n is not ended]
         weights = self.weights(survivors)
         started = time.monotonic()
-        stopping.signal()
+        end(ended)
         after = wait_for_cluster(
             survivors,
             lambda vs: agreed_master_of(vs) not in (None, old),
             SETTLE,
-            "a new agreed master after a clean stop",
+            f"a new agreed master after a {how}",
             timeline=self.timeline,
         )
         elapsed = after.at - started
-        report("SIGTERM of master -> new master agreed", elapsed)
+        report(label, elapsed)
         self.assertEqual(agreed_master_of(after.views), heaviest(after.views, weights))
+        return ended, survivors, elapsed
+
+    def clean_stop(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
+        """SIGTERM the master; the survivors must agree on the next within 1 s."""
+        stopping, survivors, elapsed = self.replace_master(
+            nodes,
+            lambda node: node.signal(signal.SIGTERM),
+            "clean stop",
+            "SIGTERM of master -> new master agreed",
+        )
+        old = stopping.id
         self.assertLess(elapsed, 1.0)
         # twistd re-raises the signal that stopped it, after a clean shutdown.
         self.assertIn(stopping.wait_exit(), (0, -signal.SIGTERM))
@@ -328,22 +347,12 @@ class _Scenarios(_Base):
 
     def crash(self, nodes: list[ClusterNodeProcess]) -> list[ClusterNodeProcess]:
         """SIGKILL the master; a new one must be agreed within the master timeout."""
-        old = agreed_master_of(self.converged(nodes).views)
-        (crashing,) = [n for n in nodes if n.id == old]
-        survivors = [n for n in nodes if n is not crashing]
-        weights = self.weights(survivors)
-        started = time.monotonic()
-        crashing.kill()
-        after = wait_for_cluster(
-            survivors,
-            lambda vs: agreed_master_of(vs) not in (None, old),
-            SETTLE,
-            "a new agreed master after a crash",
-            timeline=self.timeline,
+        crashing, survivors, elapsed = self.replace_master(
+            nodes,
+            lambda node: node.kill(),
+            "crash",
+            "SIGKILL of master -> new master agreed",
         )
-        elapsed = after.at - started
-        report("SIGKILL of master -> new master agreed", elapsed)
-        self.assertEqual(agreed_master_of(after.views), heaviest(after.views, weights))
         self.assertLessEqual(elapsed, TIMERS.master_timeout + HEADROOM)
         # Its record stays until the TTL: a crash says no goodbye.
         self.assertIsNotNone(self.created_index(crashing.id))
