@@ -171,11 +171,45 @@ class MemberRequestError(ValueError):
     """A rejected members-API request body; C{str()} is etcd's message."""
 
 
+#: Go's encoding/json refuses a value nested deeper than this.
+GO_JSON_MAX_DEPTH = 10_000
+
+
+def _too_deep(body: bytes) -> str:
+    """Why a body nested too deeply for Python's parser is refused.
+
+    Go's message names the bracket that went past its depth limit. Python's parser
+    gives up sooner; a body nested between the two limits is still refused here
+    (Go would parse it and then fail on its shape), with a message that says why.
+    """
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            depth += 1
+            if depth > GO_JSON_MAX_DEPTH:
+                return f"invalid character {chr(byte)!r} exceeded max depth"
+        elif byte in b"]}":
+            depth -= 1
+    return "json: the value is nested too deeply"
+
+
 def parse_peer_urls(body: bytes) -> list[str]:
     """The C{peerURLs} of a member add/update body, validated as etcd does
     (C{types.NewURLs}); raise L{MemberRequestError} with etcd's wording."""
     try:
         document = json.loads(body)
+    except RecursionError:
+        raise MemberRequestError(_too_deep(body)) from None
     except ValueError as error:
         text = body.decode("utf-8", "replace").strip()
         pos = getattr(error, "pos", len(text))

@@ -86,6 +86,20 @@ class ClusterEndpointTests(APITestCase):
             (400, "URL must not contain a path: http://a:1/path"),
         )
 
+    def test_member_body_nested_too_deeply(self) -> None:
+        """A member body nested too deeply is a 400 saying so, as etcd's, not a 500."""
+        deepest = self.member_call("POST", "", b"[" * 100_000)
+        self.assertEqual(
+            (deepest.code, deepest.json),
+            (400, {"message": "invalid character '[' exceeded max depth"}),
+        )
+        deep = self.member_call("POST", "", b'{"a":' * 5_000 + b"1" + b"}" * 5_000)
+        self.assertEqual(
+            (deep.code, deep.json),
+            (400, {"message": "json: the value is nested too deeply"}),
+        )
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def member_call(self, method: str, member: str, body: bytes) -> Answer:
         """A members request with a JSON body."""
         response = self.successResultOf(
