@@ -143,6 +143,21 @@ class ProbeTests(SynchronousTestCase):
         error = self.failureResultOf(d, BackendUnavailable).value
         self.assertIn("not etcd's", str(error))
 
+    def test_deeply_nested_answer_is_not_etcd(self) -> None:
+        """JSON too deep to parse is an answer that is not etcd's, not a crash."""
+
+        class Deep(Resource):
+            isLeaf = True
+
+            def render(self, request: Request) -> bytes:
+                return b"[" * 100_000
+
+        backend, stub = self.over(Deep())
+        d = backend.list(DIR)
+        stub.flush()
+        error = self.failureResultOf(d, BackendUnavailable).value
+        self.assertIn("not etcd's", str(error))
+
     def test_auth_with_v2_only_server(self) -> None:
         """Credentials against a v2-only server fail clearly, not silently."""
         api = KeysAPI(self.clock)

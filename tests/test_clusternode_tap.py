@@ -50,6 +50,7 @@ class OptionsTests(SynchronousTestCase):
             (["--hello-interval", "-1"], "--hello-interval"),
             (["--node-timeout", "1", "--check-interval", "2"], "node_timeout"),
             (["--advertisement", "{nope"], "--advertisement"),
+            (["--advertisement", "[" * 100_000], "--advertisement"),
             (["--node-id", "x"], "--node-id"),
             (["--etcd-api", "v4"], "--etcd-api"),
             (["--cluster", "a/b"], "--cluster"),

@@ -294,7 +294,7 @@ class SelectedBackend:
             return "v2"
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict) and ("header" in data or "code" in data):
             return "v3"

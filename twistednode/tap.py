@@ -172,7 +172,7 @@ class Options(usage.Options):
         if self["advertisement"] is not None:
             try:
                 self["advertisement"] = json.loads(self["advertisement"])
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 raise usage.UsageError(f"--advertisement is not valid JSON: {e}") from e
         if self["node-id"] is not None:
             try:
