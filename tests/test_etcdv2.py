@@ -102,7 +102,7 @@ def node(
     return n
 
 
-@define
+@define(eq=False)
 class RefusingHosts:
     """treq's request() in front of a StubTreq, failing for the hosts that are down.
 

@@ -49,7 +49,7 @@ def entry(member_id: str, created: int, port: int = 4000) -> Entry:
     return Entry(member_id, rec(member_id, port).to_json(), created, created)
 
 
-@define
+@define(eq=False)
 class RecordingListener:
     """A RegistryListener that keeps what it is told."""
 

@@ -27,7 +27,7 @@ NODE_IDS = (
 )
 
 
-@define
+@define(eq=False)
 class FakeCluster:
     """A status provider for tests: a cluster of nodes seen from the first one."""
 

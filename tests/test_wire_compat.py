@@ -117,7 +117,7 @@ def add_peer_intervals(timeline: MasterTimeline, peer: NodeDiscoverPeer) -> None
         timeline.add_interval(peer.iid, event.mono_ms / 1000, end / 1000)
 
 
-@define
+@define(eq=False)
 class MixedCluster:
     """Clusternodes and node-discover peers on one static list, in spec order."""
 
