@@ -59,6 +59,12 @@ UNAUTHENTICATED = 16
 _TOKEN_PROBLEMS = ("invalid auth token", "user name is empty")
 
 
+def says_token_is_bad(text: str) -> bool:
+    """Whether an etcd error message (or a watch's cancel reason) says that the auth
+    token is invalid, so that a new one could cure it."""
+    return any(problem in text for problem in _TOKEN_PROBLEMS)
+
+
 class EtcdV3Error(EtcdError):
     """The gateway answered with a gRPC error (C{{"error","message","code"}})."""
 
@@ -72,8 +78,8 @@ class EtcdV3Error(EtcdError):
     @property
     def token_problem(self) -> bool:
         """Whether a new auth token could cure it."""
-        return self.code in (UNAUTHENTICATED, INVALID_ARGUMENT) and any(
-            problem in self.message for problem in _TOKEN_PROBLEMS
+        return self.code in (UNAUTHENTICATED, INVALID_ARGUMENT) and says_token_is_bad(
+            self.message
         )
 
 

@@ -54,6 +54,7 @@ from twistednode.etcdv3 import (
     EtcdV3Error,
     JsonLines,
     grpc_error,
+    says_token_is_bad,
 )
 from twistednode.v3codec import (
     LEAVING,
@@ -365,7 +366,7 @@ class EtcdV3Backend:
                 f"from revision {watch.start} cannot resume"
             )
         reason = result.get("cancel_reason") or "no reason given"
-        if "auth token" in str(reason) or "user name is empty" in str(reason):
+        if says_token_is_bad(str(reason)):
             self.client.forget_token()
         return WatchEnded(f"etcd cancelled the watch: {reason}")
 
