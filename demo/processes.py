@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -36,10 +37,16 @@ def _load_libc() -> ctypes.CDLL | None:
 _LIBC = _load_libc()
 
 
-def _die_with_parent() -> None:
-    """In the child, between fork and exec: SIGKILL me when my parent dies."""
+def _die_with(parent: int) -> None:
+    """In the child, between fork and exec: SIGKILL me when C{parent} dies.
+
+    If it died before the signal was asked for (the window between fork and
+    prctl), the kernel will never send it: die at once instead.
+    """
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def twisted_command() -> list[str]:
@@ -113,7 +120,7 @@ class Child:
                 cwd=str(self.log_path.parent),
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=partial(_die_with, os.getpid()),
             )
 
     def signal(self, sig: int) -> None:

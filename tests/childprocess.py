@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Generic, TypeVar
 
 _PR_SET_PDEATHSIG = 1
@@ -40,10 +42,16 @@ def _load_libc() -> ctypes.CDLL | None:
 _LIBC = _load_libc()
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the test process dies (Linux)."""
+def _die_with(parent: int) -> None:
+    """In the child: get SIGKILL when the test process C{parent} dies (Linux).
+
+    If it died before the signal was asked for (the window between fork and
+    prctl), the kernel will never send it: die at once instead.
+    """
     if _LIBC is not None and hasattr(_LIBC, "prctl"):
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def die_with_test() -> Callable[[], None] | None:
@@ -53,7 +61,7 @@ def die_with_test() -> Callable[[], None] | None:
     the process; the L{Backstop} covers every other way out.
     """
     if threading.current_thread() is threading.main_thread():
-        return _die_with_parent
+        return partial(_die_with, os.getpid())
     return None
 
 

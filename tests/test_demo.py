@@ -20,10 +20,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from demo.processes import _die_with
 from tests.childprocess import OutputProcess, die_with_test
 from tests.servers import RealEtcd, free_port
 
@@ -258,6 +260,21 @@ class DemoCleanupTests(SynchronousTestCase):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+
+class DemoChildTests(SynchronousTestCase):
+    """The demo's children are tied to its life, even in the spawn's last instant."""
+
+    def test_child_of_a_dead_parent_dies(self) -> None:
+        """A child whose parent died before it asked for PDEATHSIG kills itself."""
+        # The parent passed is not ours: to the child, its parent is already gone.
+        process = subprocess.Popen(["sleep", "30"], preexec_fn=partial(_die_with, 1))
+        self.assertEqual(process.wait(10), -signal.SIGKILL)
+
+    def test_child_of_a_live_parent_runs(self) -> None:
+        """A child whose parent is alive runs its program."""
+        process = subprocess.Popen(["true"], preexec_fn=partial(_die_with, os.getpid()))
+        self.assertEqual(process.wait(10), 0)
 
 
 class DemoCommandLineTests(SynchronousTestCase):
