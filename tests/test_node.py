@@ -109,6 +109,7 @@ class StaticClusterTests(SynchronousTestCase):
         self.assertIn("MasterSeen", seen)
         self.assertIn("Promotion", seen)
         stop()
+        stop()  # removing twice is harmless, like unsubscribing twice
         self.assertRaises(ValueError, self.nodes[0].on, "bogus", record)  # type: ignore[arg-type]
 
     def test_channels_reach_every_peer(self) -> None:

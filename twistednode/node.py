@@ -228,7 +228,13 @@ class ClusterNode(MultiService):
         if event not in self._observers:
             raise ValueError(f"unknown event {event!r}; expected one of {EVENT_NAMES}")
         self._observers[event].append(observer)
-        return lambda: self._observers[event].remove(observer)
+        observers = self._observers[event]
+
+        def remove() -> None:
+            if observer in observers:
+                observers.remove(observer)
+
+        return remove
 
     def publish(self, channel: str, payload: object) -> None:
         """Send C{payload} to every peer on C{channel} (fire and forget)."""
