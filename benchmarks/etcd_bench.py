@@ -638,14 +638,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile-fanout-rate",
         type=int,
-        default=1000,
-        help="py-spy samples per second during fan-outs [1000]",
+        default=100,
+        help="py-spy samples per second during fan-outs [100]",
     )
     parser.add_argument(
         "--profile-fanouts",
         type=int,
-        default=10,
-        help="fan-outs recorded for the fan-out profile [10]",
+        default=30,
+        help="fan-outs recorded for the fan-out profile [30]",
     )
     parser.add_argument(
         "--minietcd-rev",
