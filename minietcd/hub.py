@@ -23,7 +23,11 @@ HISTORY_SIZE = 1000
 
 @define(eq=False)
 class Watcher:
-    """A registered watch; C{cancel()} unregisters it (idempotent)."""
+    """A registered watch; C{cancel()} unregisters it (idempotent).
+
+    A watch that is not a stream fires once: it is unregistered before its
+    callback runs.
+    """
 
     key: str
     recursive: bool
@@ -31,7 +35,6 @@ class Watcher:
     since_index: int
     callback: Callable[[Event], object]
     _hub: WatcherHub
-    removed: bool = False
 
     def cancel(self) -> None:
         """Stop watching; the callback is not called any more."""
@@ -112,9 +115,6 @@ class WatcherHub:
 
     def unregister(self, watcher: Watcher) -> None:
         """Forget C{watcher} (nothing happens if it is already gone)."""
-        if watcher.removed:
-            return
-        watcher.removed = True
         listeners = self._watchers.get(watcher.key)
         if listeners is not None and listeners.pop(watcher, False) is None:
             self.count -= 1
@@ -171,13 +171,20 @@ class WatcherHub:
         ]
         if not fired:
             return
-        for watcher in fired:
-            if not watcher.stream:
-                watcher.removed = True
-                del listeners[watcher]
-                self.count -= 1
-        if not listeners:
-            del self._watchers[path]
+        if len(fired) == len(listeners):
+            # All fire (the usual case): drop the path's watchers at once and
+            # keep only the streams.
+            streams = {watcher: None for watcher in fired if watcher.stream}
+            if streams:
+                self._watchers[path] = streams
+            else:
+                del self._watchers[path]
+            self.count -= len(fired) - len(streams)
+        else:
+            for watcher in fired:
+                if not watcher.stream:
+                    del listeners[watcher]
+                    self.count -= 1
         error: BaseException | None = None
         for watcher in fired:
             try:

@@ -208,6 +208,63 @@ class WatchTests(SynchronousTestCase):
         self.store.set("/a", "1", NOW)
         self.assertEqual(seen.events, [])
 
+    def test_streams_stay_when_every_watcher_fires(self) -> None:
+        """When all of a key's watchers fire, the polls leave and the streams stay."""
+        first = self.watch("/a")
+        stream = self.watch("/a", stream=True)
+        last = self.watch("/a")
+        self.store.set("/a", "1", NOW)
+        self.assertEqual(self.store.watcher_count, 1)
+        again = self.watch("/a")
+        self.store.set("/a", "2", NOW)
+        self.assertEqual(
+            [len(r.events) for r in (first, stream, last, again)], [1, 2, 1, 1]
+        )
+        self.assertEqual(self.store.watcher_count, 1)
+
+    def test_only_the_watchers_that_fire_leave(self) -> None:
+        """A watcher waiting for a later index stays while the others on its key go."""
+        waiting = Recorder()
+        self.assertIsInstance(self.store.watch("/a", False, 6, NOW, waiting), Watcher)
+        now = self.watch("/a")
+        stream = self.watch("/a", stream=True)
+        self.store.set("/a", "1", NOW)
+        self.assertEqual(self.store.watcher_count, 2)
+        self.store.set("/a", "2", NOW)
+        self.store.set("/a", "3", NOW)
+        self.assertEqual(
+            ([e.index for e in waiting.events], len(now.events), len(stream.events)),
+            ([6], 1, 3),
+        )
+        self.assertEqual(self.store.watcher_count, 1)
+
+    def test_cancel_after_firing_changes_nothing(self) -> None:
+        """Cancelling a watcher that has fired leaves the key's new watchers be."""
+        fired = self.store.watch("/a", False, 0, NOW, Recorder())
+        assert isinstance(fired, Watcher)
+        self.store.set("/a", "1", NOW)
+        later = self.watch("/a")
+        fired.cancel()
+        self.assertEqual(self.store.watcher_count, 1)
+        self.store.set("/a", "2", NOW)
+        self.assertEqual(later.actions, [("set", "/a")])
+        self.assertEqual(self.store.watcher_count, 0)
+
+    def test_watch_again_from_the_callback(self) -> None:
+        """A callback that watches its key again waits for the next event."""
+        seen: list[int] = []
+
+        def again(event: Event) -> None:
+            seen.append(event.index)
+            if len(seen) < 3:
+                self.store.watch("/a", False, event.index + 1, NOW, again)
+
+        self.store.watch("/a", False, 0, NOW, again)
+        for value in ("1", "2", "3", "4"):
+            self.store.set("/a", value, NOW)
+        self.assertEqual(seen, [4, 5, 6])
+        self.assertEqual(self.store.watcher_count, 0)
+
     def test_many_watchers_one_event(self) -> None:
         """A thousand watchers on one key all get the same event object."""
         recorders = [self.watch("/hot") for _ in range(1000)]
