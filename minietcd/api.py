@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 from attrs import Factory, define, field
 from klein import Klein
 from klein.resource import KleinResource
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -84,33 +83,12 @@ class _KeysResource(KleinResource):
     The API parses the raw request line itself, so werkzeug's matching would only
     cost time (and answer 400 to paths that are not UTF-8, which etcd keys may
     be): the route's endpoint is run through Klein's C{execute_endpoint} directly.
-    Plain results are written at once; a Deferred result (a long poll) is
-    cancelled when the client goes away, as Klein does.
+    It returns the body, or C{NOT_DONE_YET} for a watch, which answers itself
+    (see L{LongPoll}).
     """
 
     def render(self, request: IRequest) -> Any:
-        result = self._app.execute_endpoint(_ENDPOINT, request, "")
-        if isinstance(result, bytes):
-            return result
-        assert isinstance(result, Deferred)
-        finished = request.notifyFinish()  # type: ignore[attr-defined]
-        finished.addErrback(lambda _: result.cancel())
-        result.addCallbacks(
-            _written, _abandoned, callbackArgs=(request,), errbackArgs=(request,)
-        )
-        return NOT_DONE_YET
-
-
-def _written(body: bytes, request: Request) -> None:
-    if not request.finished:
-        request.write(body)
-        request.finish()
-
-
-def _abandoned(failure: Failure, request: Request) -> None:
-    if not failure.check(CancelledError):
-        KeysAPI.log.failure("a long poll failed", failure)
-        _written(b"", request)
+        return self._app.execute_endpoint(_ENDPOINT, request, "")
 
 
 class _Klein(Klein):
@@ -357,7 +335,8 @@ class KeysAPI:
                     key, req.recursive, found.index + 1, now, poll.deliver, stream=True
                 )
         self._polls.add(poll)
-        return poll.start(found)
+        poll.start(found)
+        return NOT_DONE_YET
 
     def _forget(self, poll: LongPoll) -> None:
         self._polls.discard(poll)

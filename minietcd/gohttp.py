@@ -2,12 +2,15 @@
 """What Go's C{net/http} does around etcd's handlers, done on a Twisted request.
 
 CORS headers on every answer, C{ServeMux}'s text 404 and 405 and its redirects to
-clean paths, the server's own 400 for an unparsable request line, and the limits
-minietcd puts on request size.
+clean paths, the server's own 400 for an unparsable request line, the limits
+minietcd puts on request size, and a request that says when its client left.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from minietcd.params import MAX_FORM_BYTES, escape_path
@@ -125,10 +128,19 @@ def body_size(request: Request) -> int:
 
 
 class BoundedRequest(Request):
-    """A request that stops keeping its body after L{MAX_BODY_BYTES} (plus one
-    byte, so the API sees it is too long) and counts the rest."""
+    """The server's request: it stops keeping its body after L{MAX_BODY_BYTES}
+    (plus one byte, so the API sees it is too long) and counts the rest, and it
+    calls C{on_lost} if its client goes away before the answer is finished (as
+    Go cancels a request's context), without the Deferred of C{notifyFinish}."""
 
     received_length = 0
+    on_lost: Callable[[], object] | None = None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     def handleContentChunk(self, data: bytes) -> None:
         before = self.received_length

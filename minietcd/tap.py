@@ -161,6 +161,13 @@ class QuietSite(Site):
         pass
 
 
+def serving_site(api: KeysAPI, reactor: IReactorTime) -> Site:
+    """The site every listener serves C{api} on, with the server's own requests."""
+    site = QuietSite(api.resource(), reactor=reactor)
+    site.requestFactory = BoundedRequest  # type: ignore[assignment]
+    return site
+
+
 def makeService(config: Options, reactor: Any = None) -> MultiService:
     """The minietcd service: one store and API behind every listener."""
     if reactor is None:
@@ -177,8 +184,7 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:
     # endpoints loads twisted.internet.ssl: only after without_tls() has run.
     from twisted.internet import endpoints
 
-    site = QuietSite(api.resource(), reactor=reactor)
-    site.requestFactory = BoundedRequest  # type: ignore[assignment]
+    site = serving_site(api, reactor)
     parent = MultiService()
     APIService(api).setServiceParent(parent)
     for number, description in enumerate(config["listen"]):

@@ -6,8 +6,10 @@ from typing import Any
 
 from treq import content
 from treq.testing import StubTreq
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 from twisted.web.test.requesthelper import DummyChannel
@@ -434,6 +436,15 @@ class BoundedRequestTests(SynchronousTestCase):
         assert request.content is not None
         request.content.seek(0, 2)
         self.assertEqual(request.content.tell(), MAX_BODY_BYTES + 1)
+
+    def test_lost_connection_calls_on_lost_once(self) -> None:
+        """A lost client calls C{on_lost} once, then forgets it."""
+        request = BoundedRequest(DummyChannel())
+        calls: list[None] = []
+        request.on_lost = lambda: calls.append(None)
+        request.connectionLost(Failure(ConnectionDone()))
+        request.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual((calls, request.on_lost), ([None], None))
 
 
 class ClockWarningTests(SynchronousTestCase):

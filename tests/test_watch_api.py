@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
+from collections.abc import Callable
 
 from treq import collect, content
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import Request
 
+from minietcd.api import KeysAPI
+from minietcd.gohttp import BoundedRequest
 from minietcd.longpoll import STREAM_BACKLOG
+from minietcd.render import event_json
+from minietcd.store import Store
+from minietcd.tap import serving_site
 from tests.etcdtesting import NOW, APITestCase
 
 
@@ -225,3 +240,80 @@ class StreamBacklogTests(APITestCase):
         self.stub.flush()
         self.assertNoResult(done)
         self.assertEqual(self.store.watcher_count, 1)
+
+
+class ServerSiteWatchTests(SynchronousTestCase):
+    """Watches on the site twistd serves, whose requests say when a client left."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.store = Store()
+        self.api = KeysAPI(clock=self.clock, store=self.store)
+        self.addCleanup(self.api.stop)
+        self.site = serving_site(self.api, self.clock)
+        self.requests: list[weakref.ref[Request]] = []
+        make: Callable[..., Request] = self.site.requestFactory
+
+        def recorded(*args: object) -> Request:
+            request = make(*args)
+            self.requests.append(weakref.ref(request))
+            return request
+
+        self.site.requestFactory = recorded  # type: ignore[assignment]
+
+    def connect(self, target: bytes) -> tuple[IProtocol, StringTransport]:
+        """A connection that has sent C{GET target}; its request is remembered."""
+        channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert channel is not None
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+        return channel, transport
+
+    def test_requests_are_the_servers_own(self) -> None:
+        """The site makes the request class that tells a poll its client left."""
+        self.connect(b"/v2/keys/k?wait=true")
+        [request] = self.requests
+        self.assertIsInstance(request(), BoundedRequest)
+
+    def test_answer_follows_the_headers_in_one_piece(self) -> None:
+        """Headers go at once; the answer is the event's chunk and the last chunk."""
+        channel, transport = self.connect(b"/v2/keys/k?wait=true")
+        head = transport.value()
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertIn(b"Transfer-Encoding: chunked\r\n", head)
+        self.assertTrue(head.endswith(b"\r\n\r\n"))
+        transport.clear()
+        event = self.store.set("/k", "v", NOW)
+        body = event_json(event)
+        self.assertEqual(
+            transport.value(), b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        )
+        self.assertEqual((self.store.watcher_count, self.api._polls), (0, set()))
+
+    def test_client_leaving_unregisters_the_watcher(self) -> None:
+        """A client gone before the event leaves no watcher and gets no write."""
+        for target, key in (
+            (b"/v2/keys/d?wait=true&recursive=true", "/d/x"),
+            (b"/v2/keys/s?wait=true&stream=true", "/s"),
+        ):
+            channel, transport = self.connect(target)
+            self.assertEqual(self.store.watcher_count, 1)
+            transport.clear()
+            channel.connectionLost(Failure(ConnectionDone()))
+            self.assertEqual((self.store.watcher_count, self.api._polls), (0, set()))
+            self.store.set(key, "v", NOW)
+            self.assertEqual(transport.value(), b"")
+
+    def test_answered_poll_leaves_no_cycle(self) -> None:
+        """An answered poll's request is freed at once, with no garbage collection."""
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        channel, transport = self.connect(b"/v2/keys/k?wait=true")
+        self.store.set("/k", "v", NOW)
+        channel.connectionLost(Failure(ConnectionDone()))
+        del channel, transport
+        [request] = self.requests
+        self.assertIsNone(request())
