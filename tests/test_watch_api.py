@@ -277,6 +277,12 @@ class ServerSiteWatchTests(SynchronousTestCase):
         [request] = self.requests
         self.assertIsInstance(request(), BoundedRequest)
 
+    def test_connections_have_no_idle_timer(self) -> None:
+        """As etcd's server, the site schedules no idle timeout on a connection."""
+        self.connect(b"/v2/keys/k?wait=true")
+        self.store.set("/k", "v", NOW)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_answer_follows_the_headers_in_one_piece(self) -> None:
         """Headers go at once; the answer is the event's chunk and the last chunk."""
         channel, transport = self.connect(b"/v2/keys/k?wait=true")
