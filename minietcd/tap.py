@@ -61,9 +61,11 @@ class Options(usage.Options):
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         url = self["advertise-client-url"]
-        if url is not None and not url.startswith(("http://", "https://", "unix")):
+        schemes = ("http://", "https://", "unix://", "unixs://")
+        if url is not None and not url.startswith(schemes):
             raise usage.UsageError(
-                f"--advertise-client-url must be an http:// or https:// URL: {url!r}"
+                "--advertise-client-url must be an http://, https://, unix:// or "
+                f"unixs:// URL: {url!r}"
             )
         if not any(d.split(":", 1)[0].lower() == "ssl" for d in self["listen"]):
             without_tls()

@@ -63,16 +63,25 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config["name"], "n1")
 
     def test_advertise_url(self) -> None:
-        """--advertise-client-url takes an http(s) URL and refuses anything else."""
+        """--advertise-client-url takes an http(s) or unix(s) URL, as etcd's
+        clientURLs may hold, and refuses anything else, naming the schemes."""
         self.assertEqual(
             options("--advertise-client-url", "https://etcd.example:2379")[
                 "advertise-client-url"
             ],
             "https://etcd.example:2379",
         )
-        self.assertRaises(
-            usage.UsageError, options, "--advertise-client-url", "etcd.example:2379"
+        self.assertEqual(
+            options("--advertise-client-url", "unix:///run/etcd.sock")[
+                "advertise-client-url"
+            ],
+            "unix:///run/etcd.sock",
         )
+        for bad in ("etcd.example:2379", "unixfoo"):
+            error = self.assertRaises(
+                usage.UsageError, options, "--advertise-client-url", bad
+            )
+            self.assertIn("http://, https://, unix:// or unixs://", str(error))
 
     def test_plugin(self) -> None:
         """The twistd plugin is named minietcd and points at minietcd.tap."""
