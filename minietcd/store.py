@@ -126,8 +126,9 @@ class Store:
     """An etcd v2 store: the key tree, the global index, TTLs, history and watchers.
 
     A fresh store is at index 3, like a fresh etcd 3.4, so the first write is index 4.
-    C{on_watcher_error} receives exceptions raised by watcher callbacks (the store
-    stays consistent either way; by default the first one is re-raised).
+    C{on_watcher_error} receives exceptions raised by watcher callbacks once the
+    operation that fired them is complete, so the store stays consistent either way
+    (by default each is re-raised: the first ends the call, after the write).
     """
 
     start_index: int = 3
@@ -137,6 +138,7 @@ class Store:
     _root: _Node = field(init=False)
     _hub: WatcherHub = field(init=False)
     _expiries: ExpiryQueue[_Node] = field(init=False)
+    _failures: list[BaseException] = field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
         self.index = self.start_index
@@ -147,7 +149,18 @@ class Store:
         self._expiries = ExpiryQueue(_still_expiring)
 
     def _watcher_failed(self, error: BaseException) -> None:
-        self.on_watcher_error(error)
+        self._failures.append(error)
+
+    def _report_failures(self) -> None:
+        """Hand the callbacks' exceptions to C{on_watcher_error}, now that the
+        operation is complete (a raising handler can no longer cut it short)."""
+        while self._failures:
+            self.on_watcher_error(self._failures.pop(0))
+
+    def _publish(self, event: Event) -> None:
+        """Record and announce the event that completes a write."""
+        self._hub.publish(event)
+        self._report_failures()
 
     # -- reading -----------------------------------------------------------------
 
@@ -204,7 +217,7 @@ class Store:
             self.stats.sets_fail += 1
             raise
         self.stats.sets_success += 1
-        self._hub.publish(event)
+        self._publish(event)
         return event
 
     def create(
@@ -226,7 +239,7 @@ class Store:
             self.stats.create_fail += 1
             raise
         self.stats.create_success += 1
-        self._hub.publish(event)
+        self._publish(event)
         return event
 
     def update(
@@ -259,7 +272,7 @@ class Store:
             node, "update", None if is_dir else value, ttl, now_ns, refresh
         )
         self.stats.update_success += 1
-        self._hub.publish(event)
+        self._publish(event)
         return event
 
     def compare_and_swap(
@@ -295,7 +308,7 @@ class Store:
             value = node.value
         event = self._rewrite(node, "compareAndSwap", value, ttl, now_ns, refresh)
         self.stats.compare_and_swap_success += 1
-        self._hub.publish(event)
+        self._publish(event)
         return event
 
     def delete(
@@ -322,7 +335,7 @@ class Store:
                 raise EtcdError(DIR_NOT_EMPTY, key, self.index)
         event = self._removal(node, "delete", now_ns)
         self.stats.delete_success += 1
-        self._hub.publish(event)
+        self._publish(event)
         return event
 
     def compare_and_delete(
@@ -346,7 +359,7 @@ class Store:
             raise EtcdError(TEST_FAILED, cause, self.index)
         event = self._removal(node, "compareAndDelete", now_ns)
         self.stats.compare_and_delete_success += 1
-        self._hub.publish(event)
+        self._publish(event)
         return event
 
     # -- TTL ---------------------------------------------------------------------
@@ -363,6 +376,7 @@ class Store:
             self.stats.expire_count += 1
             self._hub.publish(event)
             events.append(event)
+        self._report_failures()
         return events
 
     def next_expiry(self) -> float | None:

@@ -288,3 +288,39 @@ class WatchTests(SynchronousTestCase):
         self.assertEqual(len(seen.events), 1)
         self.assertEqual([str(e) for e in reported], ["boom"])
         self.assertEqual(store.get("/a", NOW).node.value, "1")
+
+    def test_default_error_handler_raises_after_the_delete_completes(self) -> None:
+        """With the default handler a callback's exception is raised, but only once
+        a recursive delete has told every watcher and detached the whole dir."""
+        store = Store()
+
+        def broken(event: Event) -> None:
+            raise RuntimeError("boom")
+
+        store.set("/d/x", "1", NOW)
+        store.set("/d/y", "2", NOW)
+        store.watch("/d/x", False, 0, NOW, broken)
+        below, on_dir = Recorder(), Recorder()
+        store.watch("/d/y", False, 0, NOW, below)
+        store.watch("/d", False, 0, NOW, on_dir)
+        index = store.index
+        self.assertRaises(RuntimeError, store.delete, "/d", NOW, recursive=True)
+        self.assertEqual(store.index, index + 1)
+        actions = [e.action for e in below.events + on_dir.events]
+        self.assertEqual(actions, ["delete", "delete"])
+        self.assertEqual(store.watcher_count, 0)
+        self.assertEqual(error_of(self, store.get, "/d/y", NOW).code, 100)
+
+    def test_default_error_handler_raises_after_every_expiry(self) -> None:
+        """Keys due together all expire even when a watcher of the first raises."""
+        store = Store()
+        store.set("/a", "1", NOW, ttl=1)
+        store.set("/b", "2", NOW, ttl=1)
+
+        def broken(event: Event) -> None:
+            raise RuntimeError("boom")
+
+        store.watch("/a", False, 0, NOW, broken)
+        self.assertRaises(RuntimeError, store.expire, NOW + 2)
+        self.assertEqual(store.get("/", NOW + 2).node.nodes, [])
+        self.assertEqual(store.expire(NOW + 3), [])
