@@ -268,3 +268,34 @@ class StatusPageBrowserTests(TestCase):
         self.assertIn("no hello yet", table)
         self.assertEqual(await browser.evaluate(f"{MASTERS}.length"), 1)
         self.assertEqual(browser.console, [])
+
+    async def test_long_default_weight_fits_the_card(self) -> None:
+        """node-discover's default weight (a long fraction) is cut to six digits on
+        the card, whole in its tooltip and in the table."""
+        cluster, api, server, browser = await self.open_page(start_pushing=False)
+        weight = -0.17642112001234
+        original = cluster.document
+
+        def document() -> dict[str, Any]:
+            doc = original()
+            doc["members"][1]["weight"] = weight
+            return doc
+
+        api.provider = document
+        api.changed()
+        card = f"document.querySelector('#ring [data-node-id=\"{NODE_IDS[2]}\"] .meta')"
+        await browser.wait_for(f"{card}.innerText.includes('-0.176421')")
+        self.assertEqual(
+            await browser.evaluate(f"{card}.innerText"),
+            "weight -0.176421 · not eligible",
+        )
+        self.assertEqual(await browser.evaluate(f"{card}.title"), f"weight {weight}")
+        self.assertEqual(
+            await browser.evaluate(f"{card}.scrollWidth <= {card}.clientWidth"),
+            True,
+        )
+        table = await browser.evaluate(
+            "document.getElementById('nodes-body').innerText"
+        )
+        self.assertIn(str(weight), table)
+        self.assertEqual(browser.console, [])

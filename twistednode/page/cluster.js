@@ -40,6 +40,15 @@
     return value === null || value === undefined ? "" : String(value);
   }
 
+  // A weight short enough for a card: node-discover's default (-0.17642112001234)
+  // keeps six significant digits there; the table and the tooltip show it whole.
+  function shortWeight(value) {
+    const s = text(value);
+    if (typeof value !== "number" || s.length <= 10) return s;
+    const p = value.toPrecision(6);
+    return p.includes("e") ? p : String(Number(p));
+  }
+
   function shortId(id) {
     const s = text(id);
     return s.length > 8 ? s.slice(0, 8) : s;
@@ -213,8 +222,9 @@
       li.querySelector(".name").title = n.id;
       li.querySelector(".addr").textContent = address(n);
       li.querySelector(".meta").textContent =
-        "weight " + text(n.weight) + " · " +
+        "weight " + shortWeight(n.weight) + " · " +
         (n.claims ? "claims master" : n.isMasterEligible === false ? "not eligible" : "eligible");
+      li.querySelector(".meta").title = "weight " + text(n.weight);
       li.dataset.claims = String(n.claims);
       li.querySelector(".seen").textContent = heard(n, doc);
       const adv = advertisement(n.advertisement);
