@@ -205,6 +205,16 @@ class ManagedProcess:
             end(self._process, timeout)
         _backstop.discard(self)
 
+    def pause(self) -> None:
+        """SIGSTOP the process: a hung host, whose sockets stay open but silent."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused process."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the process (a crash) and reap it; keep the scratch dir."""
         if self._process is not None:

@@ -8,6 +8,11 @@ the first node's registry has that change. Meanwhile no node may be removed and 
 master may not change. It runs over the v2 and over the v3 API; the times are
 printed (they are the number the report quotes).
 
+A member can also hang (SIGSTOP) rather than exit: its connections stay open and
+silent, so nothing resets. The node's next refresh then times out and moves to
+another member, and its watch must follow at once rather than wait out the watch
+timeout on the silent member.
+
 The nodes run in this process (C{ClusterNode} on the real reactor, UDP on
 127.0.0.1, each with its own node-discover pid).
 """
@@ -30,6 +35,11 @@ from twistednode.settings import make_settings
 
 #: What the test demands: the node hears changes through another member within this.
 MOVE_LIMIT = 1.0
+
+#: The same after a member hangs: the next refresh (every TTL/3, 3.3 s at most)
+#: times out (the request timeout, 5 s) and moves on; the watch follows at once.
+#: The watch timeout (60 s) would hold it far longer.
+HANG_LIMIT = 3.4 + 5.0 + 1.0
 
 
 class EtcdMemberLossMixin:
@@ -75,7 +85,12 @@ class EtcdMemberLossMixin:
         """Stopping a follower a node uses: it moves on in < 1 s, no one else."""
         return Deferred.fromCoroutine(self._member_loss(leader=False))
 
-    async def _member_loss(self, leader: bool) -> None:
+    def test_hung_member(self) -> Deferred[None]:
+        """A follower a node uses hangs (SIGSTOP): the node's refresh times out and
+        moves on, and its watch follows it; no one is removed, the master stays."""
+        return Deferred.fromCoroutine(self._member_loss(leader=False, hang=True))
+
+    async def _member_loss(self, leader: bool, hang: bool = False) -> None:
         etcd_leader = self.etcd.leader()
         # Node 0 starts on the member to stop: rotate the URL lists to match.
         start = self.etcd.members.index(etcd_leader)
@@ -106,7 +121,11 @@ class EtcdMemberLossMixin:
             n.on("removed", removed.append)
 
         signalled_at = self.reactor.seconds()
-        member.terminate()  # SIGTERM and wait for the exit (the reactor waits too)
+        if hang:
+            member.pause()
+            self.addCleanup(member.resume)  # type: ignore[attr-defined]
+        else:
+            member.terminate()  # SIGTERM and wait for the exit (the reactor waits)
         stopped_at = self.reactor.seconds()
         second.set_advertisement({"after": "stop"})
 
@@ -114,7 +133,8 @@ class EtcdMemberLossMixin:
             peer = first.registry.peers.get(second.id) if first.registry else None
             return peer is not None and peer.advertisement == {"after": "stop"}
 
-        await eventually(heard, "the change through another member", timeout=10)
+        limit = HANG_LIMIT if hang else MOVE_LIMIT
+        await eventually(heard, "the change through another member", timeout=limit + 5)
         moved = self.reactor.seconds() - stopped_at
         await eventually(
             lambda: first.registry is not None and first.registry.endpoint != used,
@@ -122,17 +142,18 @@ class EtcdMemberLossMixin:
             timeout=10,
         )
         switched = self.reactor.seconds() - stopped_at
+        how = "hung" if hang else "leader" if leader else "follower"
         print(
-            f"\n[etcd {self.api}] member {member.name} "
-            f"({'leader' if leader else 'follower'}) took "
-            f"{(stopped_at - signalled_at) * 1000:.0f} ms to exit; then the node heard "
+            f"\n[etcd {self.api}] member {member.name} ({how}) took "
+            f"{(stopped_at - signalled_at) * 1000:.0f} ms to "
+            f"{'stop' if hang else 'exit'}; then the node heard "
             f"a change via another member after {moved * 1000:.0f} ms, its endpoint "
             f"showed {first.registry.endpoint} after {switched * 1000:.0f} ms",
             file=sys.stderr,
         )
-        self.assertLess(moved, MOVE_LIMIT)  # type: ignore[attr-defined]
+        self.assertLess(moved, limit)  # type: ignore[attr-defined]
         total = moved + stopped_at - signalled_at
-        self.assertLess(total, MOVE_LIMIT, "including etcd's own stop")  # type: ignore[attr-defined]
+        self.assertLess(total, limit, "including etcd's own stop")  # type: ignore[attr-defined]
 
         await deferLater(self.reactor, 3.0)  # past the node timeout (2 s)
         self.assertEqual(removed, [])  # type: ignore[attr-defined]

@@ -129,6 +129,38 @@ class EtcdV2BackendTests(ClientTestCase):
         """The backend reports the URL in use."""
         self.assertEqual(self.backend.endpoint, "http://one:2379")
 
+    def test_watch_follows_the_client_to_another_member(self) -> None:
+        """A long-poll waiting on a member the client has left (a refresh moved on
+        after a request timeout: the member hangs) ends with WatchEnded at once,
+        and its request is dropped."""
+        self.etcd.answers.append(HOLD)
+        watch = self.backend.watch("/m", 2, 60)
+        self.stub.flush()
+        self.etcd.answers.extend([HOLD, ok("update", node("/m/a", "v", 12), 12)])
+        refresh = self.backend.refresh("/m/a", 10)
+        self.stub.flush()
+        self.assertNoResult(watch)
+        self.clock.advance(self.client.request_timeout)
+        self.stub.flush()
+        self.successResultOf(refresh)
+        self.assertEqual([s.host for s in self.etcd.seen], ["one", "one", "two"])
+        failure = self.failureResultOf(watch, WatchEnded)
+        self.assertIn(
+            "moved from http://one:2379 to http://two:2379", str(failure.value)
+        )
+        self.assertEqual(len(self.etcd.gone), 2, "both requests to one were dropped")
+
+    def test_watch_on_the_member_in_use_goes_on(self) -> None:
+        """Calls answered by the member a watch waits on leave the watch alone."""
+        self.etcd.answers.append(HOLD)
+        watch = self.backend.watch("/m", 2, 60)
+        self.stub.flush()
+        self.etcd.answers.append(ok("update", node("/m/a", "v", 12), 12))
+        self.successResultOf(self.backend.refresh("/m/a", 10))
+        self.assertNoResult(watch)
+        watch.cancel()
+        self.failureResultOf(watch, CancelledError)
+
     def test_cancel_passes_through(self) -> None:
         """Cancelling a backend watch fails it with CancelledError, not an error."""
         self.etcd.answers.append(HOLD)

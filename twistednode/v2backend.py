@@ -11,15 +11,21 @@ The registry backend over the etcd v2 keys API (L{twistednode.backend.RegistryBa
  - C{watch} is one long-poll from C{from_index}; etcd's history scan matches by raw
    prefix, so an event of a sibling directory is skipped and the watch goes on.
    Error 401 (the index left the history) is L{HistoryLost}.
+ - A watch follows the client: when another call has moved to another member (the
+   one in use stopped answering), a long-poll still waiting on the old member ends
+   with L{WatchEnded}, so the registry lists and watches again on the new one at
+   once. A member cut off without a reset (a partition, a hung host) would
+   otherwise hold it until the watch timeout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
-from attrs import define
-from twisted.internet.defer import Deferred
+from attrs import define, field
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistednode.backend import (
@@ -45,6 +51,8 @@ from twistednode.etcdv2 import (
     EtcdV2Error,
     EtcdWatchEnded,
 )
+
+_T = TypeVar("_T")
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "compareAndDelete"})
@@ -93,10 +101,39 @@ class EtcdV2Backend:
     api: ClassVar[Literal["v2"]] = "v2"
 
     client: EtcdV2Client
+    #: Each waiting long-poll and the member it went to.
+    _watches: dict[Deferred[Any], str] = field(init=False, factory=dict)
+    #: Long-polls ended because the client moved on, and why.
+    _moved: dict[Deferred[Any], str] = field(init=False, factory=dict)
+
+    log: ClassVar[Logger] = Logger()
 
     @property
     def endpoint(self) -> str:
         return self.client.url
+
+    def _call(self, d: Deferred[_T]) -> Deferred[_T]:
+        """After a call other than a watch, let the watches follow the client."""
+
+        def follow(result: object) -> object:
+            self._follow_client()
+            return result
+
+        return d.addBoth(follow)
+
+    def _follow_client(self) -> None:
+        """End the long-polls waiting on a member the client has moved away from."""
+        url = self.client.url
+        for waiting, watched in list(self._watches.items()):
+            if watched != url:
+                self.log.info(
+                    "etcd calls moved from {old} to {new}; watching there too",
+                    old=watched,
+                    new=url,
+                )
+                del self._watches[waiting]
+                self._moved[waiting] = f"etcd calls moved from {watched} to {url}"
+                waiting.cancel()
 
     def create(self, key: str, value: str, ttl: int) -> Deferred[int]:
         def exists(failure: Failure) -> Failure:
@@ -104,22 +141,22 @@ class EtcdV2Backend:
                 return Failure(RecordExists(str(failure.value)))
             return failure
 
-        d = self.client.create(key, value, ttl=ttl)
+        d = self._call(self.client.create(key, value, ttl=ttl))
         return d.addCallbacks(_created_index, exists).addErrback(_to_backend_error)
 
     def replace(self, key: str, value: str, ttl: int) -> Deferred[int]:
-        d = self.client.update(key, value, ttl=ttl)
+        d = self._call(self.client.update(key, value, ttl=ttl))
         return d.addCallbacks(_created_index, _missing).addErrback(_to_backend_error)
 
     def refresh(self, key: str, ttl: int) -> Deferred[None]:
-        d = self.client.refresh(key, ttl)
+        d = self._call(self.client.refresh(key, ttl))
         return d.addCallbacks(lambda _: None, _missing).addErrback(_to_backend_error)
 
     def delete(self, key: str) -> Deferred[None]:
         def gone(failure: Failure) -> Failure | None:
             return None if _code(failure) == KEY_NOT_FOUND else failure
 
-        d = self.client.delete(key)
+        d = self._call(self.client.delete(key))
         return d.addCallbacks(lambda _: None, gone).addErrback(_to_backend_error)
 
     def list(self, directory: str) -> Deferred[Listing]:
@@ -146,7 +183,7 @@ class EtcdV2Backend:
                 return Listing((), index)
             return failure
 
-        d = self.client.get(directory, recursive=True)
+        d = self._call(self.client.get(directory, recursive=True))
         return d.addCallbacks(listed, absent).addErrback(_to_backend_error)
 
     def watch(
@@ -166,6 +203,21 @@ class EtcdV2Backend:
         d = self.client.watch(
             directory, wait_index=from_index, recursive=True, timeout=timeout
         )
+        self._watches[d] = self.client.url
+
+        def answered(result: EtcdResult) -> EtcdResult:
+            self._watches.pop(d, None)
+            self._moved.pop(d, None)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            self._watches.pop(d, None)
+            moved = self._moved.pop(d, None)
+            if moved is not None and failure.check(CancelledError):
+                return Failure(WatchEnded(moved))
+            return failure
+
+        d.addCallbacks(answered, failed)
         changes = cast(Deferred[Sequence[Change]], d.addCallback(event))
         return changes.addErrback(_to_backend_error)
 
