@@ -317,7 +317,9 @@ class RealEtcdCluster:
     C{start()}ed again (it rejoins with its data dir). C{urls} lists the client URLs.
     """
 
-    def __init__(self, size: int = 3, *, enable_v2: bool = True) -> None:
+    def __init__(
+        self, size: int = 3, *, enable_v2: bool = True, extra_args: Sequence[str] = ()
+    ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one member")
         ports = [(free_port(), free_port()) for _ in range(size)]
@@ -335,6 +337,7 @@ class RealEtcdCluster:
                 peer_port=peer,
                 initial_cluster=initial,
                 cluster_token=token,
+                extra_args=extra_args,
             )
             for name, (client, peer) in zip(names, ports, strict=True)
         ]

@@ -29,7 +29,7 @@ from twistednode.v3backend import AuthenticationFailed
 PASSWORD = "s3cret:with-colon"
 
 
-def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def post_v3(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         url + path, data=json.dumps(body).encode(), method="POST"
     )
@@ -43,9 +43,9 @@ def shared_auth_etcd() -> RealEtcd:
 
     def start() -> RealEtcd:
         etcd = RealEtcd(enable_v2=False, extra_args=["--auth-token-ttl", "2"]).start()
-        _post(etcd.url, "/v3/auth/user/add", {"name": "root", "password": PASSWORD})
-        _post(etcd.url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
-        _post(etcd.url, "/v3/auth/enable", {})
+        post_v3(etcd.url, "/v3/auth/user/add", {"name": "root", "password": PASSWORD})
+        post_v3(etcd.url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+        post_v3(etcd.url, "/v3/auth/enable", {})
         return etcd
 
     return shared_instance("etcd-auth", start)

@@ -13,6 +13,10 @@ silent, so nothing resets. The node's next refresh then times out and moves to
 another member, and its watch must follow at once rather than wait out the watch
 timeout on the silent member.
 
+The v3 runs are repeated on a cluster with authentication on and tokens that live
+two seconds: the node's token, got from one member, must keep working (or be
+renewed) on the member it moves to.
+
 The nodes run in this process (C{ClusterNode} on the real reactor, UDP on
 127.0.0.1, each with its own node-discover pid).
 """
@@ -20,6 +24,7 @@ The nodes run in this process (C{ClusterNode} on the real reactor, UDP on
 from __future__ import annotations
 
 import sys
+import urllib.error
 import uuid
 from typing import Any
 
@@ -28,7 +33,9 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.servers import RealEtcd, RealEtcdCluster
+from tests.test_etcd_auth import PASSWORD, post_v3
 from tests.test_registry import eventually
+from twistednode.etcdv3 import Credentials
 from twistednode.membership import MembershipEvent
 from twistednode.node import ClusterNode
 from twistednode.settings import make_settings
@@ -44,13 +51,25 @@ HANG_LIMIT = 3.4 + 5.0 + 1.0
 
 class EtcdMemberLossMixin:
     api = "v2"
+    auth = False
 
     def setUp(self) -> None:
         from twisted.internet import reactor
 
         self.reactor: Any = reactor
-        self.etcd = RealEtcdCluster(size=3).start()
+        extra = ["--auth-token-ttl", "2"] if self.auth else []
+        self.etcd = RealEtcdCluster(size=3, extra_args=extra).start()
         self.addCleanup(self.etcd.stop)  # type: ignore[attr-defined]
+        if self.auth:
+            url = self.etcd.urls[0]
+            post_v3(url, "/v3/auth/user/add", {"name": "root", "password": PASSWORD})
+            post_v3(url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+            post_v3(url, "/v3/auth/enable", {})
+            # Every member now refuses anonymous calls.
+            for member_url in self.etcd.urls:
+                with self.assertRaises(urllib.error.HTTPError) as refused:  # type: ignore[attr-defined]
+                    post_v3(member_url, "/v3/kv/range", {"key": "Zm9v"})
+                refused.exception.close()
         self.cluster = "mc-" + uuid.uuid4().hex[:12]
 
     def node(self, index: int, weight: float) -> ClusterNode:
@@ -67,6 +86,7 @@ class EtcdMemberLossMixin:
             udp_interface="127.0.0.1",
             pid=str(uuid.uuid4()),
             etcd_api=self.api,
+            etcd_auth=Credentials("root", PASSWORD) if self.auth else None,
         )
         node.startService()
 
@@ -177,3 +197,8 @@ class EtcdV2MemberLossTests(EtcdMemberLossMixin, TestCase):
 
 class EtcdV3MemberLossTests(EtcdMemberLossMixin, TestCase):
     api = "v3"
+
+
+class EtcdV3AuthMemberLossTests(EtcdMemberLossMixin, TestCase):
+    api = "v3"
+    auth = True
