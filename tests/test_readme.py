@@ -128,3 +128,24 @@ class OptionsDocumentedTests(SynchronousTestCase):
         self.assertIn("listen", names)
         missing = sorted(n for n in names if f"--{n}" not in readme)
         self.assertEqual(missing, [])
+
+
+def quickstart_commands() -> list[str]:
+    """The command lines of the README's quickstart block (comments dropped)."""
+    readme = README.read_text("utf-8")
+    section = readme.split("## Quickstart", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+class QuickstartTests(SynchronousTestCase):
+    """The README's two commands are the ones CI and the demo tests run."""
+
+    def test_ci_runs_the_readme_test_command(self) -> None:
+        """.ci/run ends with the quickstart's test command, word for word."""
+        run_demo, run_tests = quickstart_commands()
+        self.assertIn("demo/cluster_demo.py", run_demo)
+        self.assertIn("tox", run_tests)
+        script = (ROOT / ".ci" / "run").read_text("utf-8")
+        last = [line for line in script.splitlines() if line.strip()][-1]
+        self.assertEqual(last, run_tests)
