@@ -38,14 +38,20 @@ def post_v3(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def enable_root_auth(url: str) -> None:
+    """Through the v3 gateway at C{url}: add user root (L{PASSWORD}) with the root
+    role and turn authentication on, for the whole etcd cluster."""
+    post_v3(url, "/v3/auth/user/add", {"name": "root", "password": PASSWORD})
+    post_v3(url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+    post_v3(url, "/v3/auth/enable", {})
+
+
 def shared_auth_etcd() -> RealEtcd:
     """One etcd 3.4 (no v2) with auth enabled and 2 s tokens, per test process."""
 
     def start() -> RealEtcd:
         etcd = RealEtcd(enable_v2=False, extra_args=["--auth-token-ttl", "2"]).start()
-        post_v3(etcd.url, "/v3/auth/user/add", {"name": "root", "password": PASSWORD})
-        post_v3(etcd.url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
-        post_v3(etcd.url, "/v3/auth/enable", {})
+        enable_root_auth(etcd.url)
         return etcd
 
     return shared_instance("etcd-auth", start)

@@ -33,7 +33,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.servers import RealEtcd, RealEtcdCluster
-from tests.test_etcd_auth import PASSWORD, post_v3
+from tests.test_etcd_auth import PASSWORD, enable_root_auth, post_v3
 from tests.test_registry import eventually
 from twistednode.etcdv3 import Credentials
 from twistednode.membership import MembershipEvent
@@ -61,10 +61,7 @@ class EtcdMemberLossMixin:
         self.etcd = RealEtcdCluster(size=3, extra_args=extra).start()
         self.addCleanup(self.etcd.stop)  # type: ignore[attr-defined]
         if self.auth:
-            url = self.etcd.urls[0]
-            post_v3(url, "/v3/auth/user/add", {"name": "root", "password": PASSWORD})
-            post_v3(url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
-            post_v3(url, "/v3/auth/enable", {})
+            enable_root_auth(self.etcd.urls[0])
             # Every member now refuses anonymous calls.
             for member_url in self.etcd.urls:
                 with self.assertRaises(urllib.error.HTTPError) as refused:  # type: ignore[attr-defined]
