@@ -1,6 +1,7 @@
 """Cluster benchmark: clusternode on minietcd against node-discover, in the same run.
 
-Run from the repository root (needs ``node`` and ``npm ci --prefix tests/nodejs``)::
+Run from the repository root (needs ``node`` and ``npm ci --prefix
+tests/harness/nodejs``)::
 
     python -m benchmarks.cluster_bench --sizes 3,10 --runs 5
     python -m benchmarks.cluster_bench --sizes 3 --runs 1 --idle 5     # a smoke run
@@ -43,7 +44,7 @@ carries the node's own clock at that moment, so event times are node times (see
 L{benchmarks.clusternode_procs}); the record write is taken from a separate
 long-poll watch on minietcd or the joiner's "registered" log line, whichever is
 earlier. The streams also push once a second; they are closed for the idle sample.
-node-discover is observed through its events (``tests/nodediscover.py``).
+node-discover is observed through its events (``tests/harness/nodediscover.py``).
 
 Start-up is measured from bytecode cached as an installed package has it (a
 prefix in the temp dir, filled by one warm-up node): the checkout's environment
@@ -94,14 +95,14 @@ from benchmarks.nodediscover_baseline import (
     now_ms,
 )
 from benchmarks.procstats import ProcSample, sample
-from tests.nodediscover import (
+from tests.harness.nodediscover import (
     NodeDiscoverPeer,
     free_udp_port,
     masters_agreed,
     spawn_mesh,
     stop_all,
 )
-from tests.servers import MiniEtcdProcess
+from tests.harness.servers import MiniEtcdProcess
 
 #: The default timers both kinds run with (seconds).
 HELLO_S = 1.0

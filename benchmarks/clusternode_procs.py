@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from attrs import define, field, frozen
 
-from tests.servers import free_port, twistd_path
+from tests.harness.servers import free_port, twistd_path
 
 _PR_SET_PDEATHSIG = 1
 _LIBC: Any

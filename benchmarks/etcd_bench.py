@@ -51,7 +51,7 @@ from benchmarks.longpoll_fanout import FanOutResult, fan_out, wait_watchers
 from benchmarks.procstats import rss_bytes
 from benchmarks.pyspy_layers import Profile, analyse, print_profile, profiling
 from benchmarks.wrk_runner import WrkResult, run_wrk
-from tests.servers import MiniEtcdProcess, RealEtcd
+from tests.harness.servers import MiniEtcdProcess, RealEtcd
 
 #: The key of the GET and PUT loads.
 KEY = "bench"

@@ -1,6 +1,6 @@
 """Baseline: how fast real node-discover 1.2.1 peers mesh, elect and fail over.
 
-Run from the repository root (needs node and ``npm ci --prefix tests/nodejs``)::
+Run from the repository root (needs node and ``npm ci --prefix tests/harness/nodejs``)::
 
     python -m benchmarks.nodediscover_baseline --sizes 3,10 --runs 5 --idle 10
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from attrs import frozen
 
 from benchmarks.procstats import ProcSample, sample
-from tests.nodediscover import (
+from tests.harness.nodediscover import (
     NodeDiscoverPeer,
     PeerEvent,
     masters_agreed,

@@ -10,9 +10,7 @@ import sys
 
 from twisted.internet import task
 
-from twistednode.membership import Added, Removed
-from twistednode.node import ClusterNode
-from twistednode.settings import make_settings
+from twistednode import Added, ClusterNode, Removed, make_settings
 
 
 async def main(reactor, etcd_url="http://127.0.0.1:2379", seconds="3600") -> None:

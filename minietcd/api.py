@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_keys_api -*-
+# -*- test-case-name: tests.minietcd.test_keys_api -*-
 """etcd's v2 client HTTP API over a L{Store}: parse, call the store, render.
 
 One catch-all Klein route receives every request; the path and query are read

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_keys_api -*-
+# -*- test-case-name: tests.minietcd.test_keys_api -*-
 """The single-member cluster minietcd presents: IDs, members, machines, stats, version.
 
 IDs are computed as etcd computes them (SHA-1 of the sorted peer URLs and the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store -*-
+# -*- test-case-name: tests.minietcd.test_store -*-
 """What the store answers and watchers receive: events and nodes as etcd shows them."""
 
 from __future__ import annotations

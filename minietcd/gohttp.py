@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_keys_api -*-
+# -*- test-case-name: tests.minietcd.test_keys_api -*-
 """What Go's C{net/http} does around etcd's handlers, done on a Twisted request.
 
 CORS headers on every answer, C{ServeMux}'s text 404 and 405 and its redirects to

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_watch_hub -*-
+# -*- test-case-name: tests.minietcd.test_watch_hub -*-
 """Watchers and the event history: etcd v2's C{watcherHub} and C{EventHistory}.
 
 The history keeps the last 1000 events of the whole store (one per index, TTL

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_watch_api -*-
+# -*- test-case-name: tests.minietcd.test_watch_api -*-
 """One watch request (C{GET ...?wait=true}) from registration to its answer.
 
 The status line and headers go out at once, as etcd flushes them; the body is the

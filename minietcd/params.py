@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_params -*-
+# -*- test-case-name: tests.minietcd.test_params -*-
 """Request parameters as etcd reads them: Go's C{ParseForm}, C{ParseBool},
 C{ParseUint}, and C{parseKeyRequest}'s checks in its order.
 

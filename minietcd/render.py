@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_render -*-
+# -*- test-case-name: tests.minietcd.test_render -*-
 """JSON exactly as etcd's Go encoder writes it.
 
 Go's C{encoding/json} differs from Python's C{json} in a few visible ways, all

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store -*-
+# -*- test-case-name: tests.minietcd.test_store -*-
 """The etcd v2 key space: a tree of nodes, one global index, TTLs, history, watchers.
 
 This module is pure: no I/O, no clock. Every operation takes ``now`` (wall-clock epoch

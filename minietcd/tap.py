@@ -1,8 +1,9 @@
-# -*- test-case-name: tests.test_minietcd_tap -*-
+# -*- test-case-name: tests.minietcd.test_tap -*-
 """C{twistd minietcd}: options and the service tree (listeners around one KeysAPI)."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
@@ -20,7 +21,8 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from minietcd.gohttp import BoundedRequest
-from twistednode.notls import without_tls
+from tapkit.notls import without_tls
+from tapkit.version import version_line
 
 if TYPE_CHECKING:
     from minietcd.api import KeysAPI  # Klein imports the reactor: not before options
@@ -56,6 +58,11 @@ class Options(usage.Options):
     def opt_listen(self, endpoint: str) -> None:
         """Listen on this endpoint (repeatable) [default: tcp:2379 on 127.0.0.1]."""
         self["listen"].append(endpoint)
+
+    def opt_version(self) -> None:
+        """Print the project's version and Twisted's, then exit."""
+        sys.stdout.write(version_line("minietcd"))
+        sys.exit(0)
 
     def postOptions(self) -> None:
         if not self["listen"]:

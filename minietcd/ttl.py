@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store -*-
+# -*- test-case-name: tests.minietcd.test_store -*-
 """TTL arithmetic as etcd 3.4 does it, and the queue of upcoming expirations.
 
 Times are integer nanoseconds since the epoch, as Go's C{time.Time.UnixNano()}.

@@ -26,8 +26,8 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from demo.processes import _die_with
-from tests.childprocess import OutputProcess, die_with_test
-from tests.servers import RealEtcd, free_port
+from tests.harness.childprocess import OutputProcess, die_with_test
+from tests.harness.servers import RealEtcd, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo" / "cluster_demo.py"

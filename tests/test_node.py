@@ -7,11 +7,11 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fakes import MemoryUDPReactor
-from twistednode.membership import MembershipEvent
+from tests.harness.fakes import MemoryUDPReactor
+from twistednode.discovery.membership import MembershipEvent
+from twistednode.discovery.settings import make_settings
 from twistednode.node import ClusterNode
-from twistednode.record import MemberRecord
-from twistednode.settings import make_settings
+from twistednode.registry.record import MemberRecord
 
 IDS = [
     "00000000-0000-4000-8000-00000000000a",

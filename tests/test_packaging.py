@@ -40,7 +40,7 @@ class WheelTests(TestCase):
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertFalse([n for n in names if n.endswith("dropin.cache")])
         self.assertIn("minietcd/store.py", names)
-        self.assertIn("twistednode/membership.py", names)
+        self.assertIn("twistednode/discovery/membership.py", names)
 
 
 class PluginTests(TestCase):

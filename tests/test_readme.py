@@ -19,8 +19,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from minietcd.tap import Options as MiniEtcdOptions
-from tests.childprocess import OutputProcess
-from tests.servers import MiniEtcdProcess
+from tests.harness.childprocess import OutputProcess
+from tests.harness.servers import MiniEtcdProcess
 from twistednode.tap import Options as ClusterNodeOptions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.childprocess import OutputProcess, end
+from tests.harness.childprocess import OutputProcess, end
 
 TWIST = str(Path(sys.executable).parent / "twist")
 

@@ -2,6 +2,8 @@
 """
 The address a node advertises by default: the local IP address this host uses to
 reach the registry, so peers on the registry's side of the network can reach it.
+
+Internal: not part of the public API (that is what C{twistednode} exports).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node,tests.test_cluster_integration -*-
+# -*- test-case-name: tests.test_node,tests.integration.test_cluster -*-
 """ClusterNode: the registry, the UDP hellos and the election, wired as one service.
 
 The node binds its UDP socket first (so it knows the port it registers), then writes
@@ -7,6 +7,8 @@ peer the registry announces becomes a hello destination and gets a hello at once
 every registry view goes to the election (L{Membership.registry_view}), which is what
 lets a registry-only cluster elect before node-discover's first check. A clean stop
 sends the leave hellos and a goodbye, then deletes the record.
+
+Internal: not part of the public API (that is what C{twistednode} exports).
 """
 
 from __future__ import annotations
@@ -26,12 +28,8 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from twistednode.backends import SelectedBackend, make_backend
-from twistednode.etcdv3 import Credentials
-from twistednode.hello import HelloProtocol
-from twistednode.legacykey import LegacyKey
-from twistednode.localaddress import local_address_towards
-from twistednode.membership import (
+from twistednode.discovery.legacykey import LegacyKey
+from twistednode.discovery.membership import (
     Added,
     Demotion,
     MasterSeen,
@@ -41,14 +39,18 @@ from twistednode.membership import (
     Promotion,
     Removed,
 )
-from twistednode.record import MemberRecord
-from twistednode.registry import Registry, RemovalReason
-from twistednode.settings import Settings
-from twistednode.wire import PROCESS_PID, Envelope
+from twistednode.discovery.protocol import HelloProtocol
+from twistednode.discovery.settings import Settings
+from twistednode.discovery.wire import PROCESS_PID, Envelope
+from twistednode.etcd.v3 import Credentials
+from twistednode.localaddress import local_address_towards
+from twistednode.registry.backends import SelectedBackend, make_backend
+from twistednode.registry.record import MemberRecord
+from twistednode.registry.service import Registry, RemovalReason
 
 if TYPE_CHECKING:
-    from twistednode.status import StatusAPI, StatusDocument
-    from twistednode.tlsconfig import ClientTLS
+    from twistednode.etcd.tls import ClientTLS
+    from twistednode.web.status import StatusAPI, StatusDocument
 
 EventName = Literal["added", "removed", "master", "promotion", "demotion"]
 EVENT_NAMES: tuple[EventName, ...] = (
@@ -176,7 +178,7 @@ class ClusterNode(MultiService):
             )
             self._registry.setServiceParent(self)
         if self.http is not None:
-            from twistednode.status import StatusAPI  # Klein, only when asked for
+            from twistednode.web.status import StatusAPI  # Klein, only when asked for
 
             self._status = StatusAPI(provider=self.status_document, clock=self.reactor)
             site = Site(self._status.resource())

@@ -1,10 +1,14 @@
-# -*- test-case-name: tests.test_clusternode_tap -*-
-"""``twistd -n clusternode``: command-line options and the service they build."""
+# -*- test-case-name: tests.test_tap -*-
+"""``twistd -n clusternode``: command-line options and the service they build.
+
+Internal: not part of the public API (that is what C{twistednode} exports).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -12,9 +16,10 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from twistednode.notls import without_tls
-from twistednode.record import check_cluster_name
-from twistednode.settings import Settings, make_settings
+from tapkit.notls import without_tls
+from tapkit.version import version_line
+from twistednode.discovery.settings import Settings, make_settings
+from twistednode.registry.record import check_cluster_name
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
 
@@ -144,6 +149,11 @@ class Options(usage.Options):
         """Add a static peer HOST[:PORT] (repeatable; port defaults to --udp-port)."""
         self["peers"].append(_parse_peer(value))
 
+    def opt_version(self) -> None:
+        """Print the project's version and Twisted's, then exit."""
+        sys.stdout.write(version_line("clusternode"))
+        sys.exit(0)
+
     def postOptions(self) -> None:
         if self["etcd-api"] not in ("auto", "v2", "v3"):
             raise usage.UsageError("--etcd-api must be auto, v2 or v3")
@@ -191,8 +201,8 @@ class Options(usage.Options):
         https = any(url.startswith("https://") for url in self["etcd-urls"])
         if not https and files == (None, None, None):
             without_tls()  # first: what follows loads the reactor's modules
-        from twistednode.backends import tls_from_options
-        from twistednode.etcdv3 import Credentials
+        from twistednode.etcd.v3 import Credentials
+        from twistednode.registry.backends import tls_from_options
 
         try:
             self["tls"] = tls_from_options(*files)

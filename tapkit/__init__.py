@@ -1,0 +1,3 @@
+"""What the twistd plugins of twistednode and minietcd share, so that neither package
+imports the other: starting without TLS, the project's version.
+"""

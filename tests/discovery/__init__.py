@@ -1,0 +1,1 @@
+"""Tests for twistednode.discovery: wire codec, settings, membership, UDP protocol."""

@@ -1,0 +1,1 @@
+"""Cluster nodes as real processes: on minietcd, real etcd, beside node-discover."""

@@ -1,0 +1,1 @@
+"""Tests for twistednode.registry: backends, record, view, the registry service."""

@@ -1,0 +1,1 @@
+"""Tests for tapkit, what the two twistd plugins share."""

@@ -1,1 +1,0 @@
-"""The live status page: static files that L{twistednode.status.StatusAPI} serves."""
