@@ -2,8 +2,9 @@
 """What Go's C{net/http} does around etcd's handlers, done on a Twisted request.
 
 CORS headers on every answer, C{ServeMux}'s text 404 and 405 and its redirects to
-clean paths, the server's own 400 for an unparsable request line, the limits
-minietcd puts on request size, and a request that says when its client left.
+clean paths, the server's own 400 for an unparsable request line, request targets
+taken byte for byte (L{GoSite}), the limits minietcd puts on request size, and a
+request that says when its client left.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.python.failure import Failure
-from twisted.web.server import Request
+from twisted.web.http import HTTPChannel, HTTPFactory, _GenericHTTPChannelProtocol
+from twisted.web.server import Request, Site
 
 from minietcd.params import MAX_FORM_BYTES, escape_path
+from minietcd.requestline import GO_BAD_REQUEST, read_request_line, stand_in
 
 #: Longest request target (path and query) answered; longer ones get 414.
 #: etcd's listener resets request lines over ~4 KiB; we allow twice that.
@@ -95,14 +98,25 @@ def html_escape(text: str) -> str:
     )
 
 
+def hex_escape_non_ascii(url: bytes) -> bytes:
+    """Go's C{hexEscapeNonASCII}: each byte above 0x7F as C{%xx} (lower case)."""
+    if url.isascii():
+        return url
+    return b"".join(b"%%%x" % byte if byte > 0x7F else bytes((byte,)) for byte in url)
+
+
 def redirect(request: Request, cleaned: str, raw_query: bytes) -> bytes:
-    """C{ServeMux}'s 301 to the clean path (a tiny HTML body for GET only)."""
+    """C{ServeMux}'s 301 to the clean path (a tiny HTML body for GET only).
+
+    The query is kept as sent: the C{Location} header escapes its bytes above 0x7F
+    as Go's C{http.Redirect} does, the HTML body keeps them raw.
+    """
     location = escape_path(cleaned)
     if raw_query:
         location += b"?" + raw_query
     request.setResponseCode(301)
     headers = request.responseHeaders
-    headers.setRawHeaders(b"Location", [location])
+    headers.setRawHeaders(b"Location", [hex_escape_non_ascii(location)])
     if request.method in (b"GET", b"HEAD"):
         headers.setRawHeaders(b"Content-Type", [b"text/html; charset=utf-8"])
     else:
@@ -148,3 +162,49 @@ class BoundedRequest(Request):
         if before >= MAX_BODY_BYTES + 1:
             return
         super().handleContentChunk(data[: MAX_BODY_BYTES + 1 - before])
+
+
+#: HTTPChannel's (name-mangled) flag for "the next line starts a request".
+_FIRST_LINE = "_HTTPChannel__first_line"
+
+
+class GoHTTPChannel(HTTPChannel):
+    """An HTTP channel that reads request lines as Go's server does.
+
+    A target with bytes above 0x7F reaches the request unchanged (Twisted's own
+    parser refuses most of them), and a line Go refuses gets Go's 400 with its
+    body. Anything else is Twisted's.
+    """
+
+    def lineReceived(self, line: bytes) -> None:
+        if not (line and self.persistent and getattr(self, _FIRST_LINE)):
+            super().lineReceived(line)
+            return
+        parsed = read_request_line(line)
+        if parsed is None:
+            transport = self.transport
+            assert transport is not None
+            transport.write(GO_BAD_REQUEST)
+            self.loseConnection()
+            return
+        if not parsed.non_ascii:
+            super().lineReceived(line)
+            return
+        substitute = stand_in(parsed)
+        super().lineReceived(substitute)
+        if getattr(self, "_path", None) == substitute.split(b" ")[1]:
+            self._path = parsed.target
+
+
+def _go_channel_protocol(factory: HTTPFactory) -> _GenericHTTPChannelProtocol:
+    """Twisted's protocol for a site (HTTP/1.1, or HTTP/2 if negotiated), with a
+    L{GoHTTPChannel} for HTTP/1.1."""
+    return _GenericHTTPChannelProtocol(GoHTTPChannel())
+
+
+class GoSite(Site):
+    """A site whose channels are L{GoHTTPChannel}s and whose requests are
+    L{BoundedRequest}s."""
+
+    protocol = _go_channel_protocol
+    requestFactory = BoundedRequest

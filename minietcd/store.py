@@ -92,6 +92,10 @@ class StoreStats:
     compare_and_delete_success: int = 0
     compare_and_delete_fail: int = 0
     expire_count: int = 0
+    #: Not in C{/v2/stats/store}, only in the metrics: how many of the gets were
+    #: recursive, and how many watches were asked for (etcd counts both).
+    recursive_gets: int = 0
+    watch_requests: int = 0
 
     @classmethod
     def fresh_etcd(cls) -> StoreStats:
@@ -169,12 +173,30 @@ class Store:
         """How many watchers are registered."""
         return self._hub.count
 
+    def node_count(self) -> tuple[int, int]:
+        """How many files and how many directories (the root aside) there are,
+        hidden ones included, as of the last expiry sweep."""
+        files = dirs = 0
+        pending = [self._root]
+        while pending:
+            children = pending.pop().children
+            assert children is not None
+            for child in children.values():
+                if child.children is None:
+                    files += 1
+                else:
+                    dirs += 1
+                    pending.append(child)
+        return files, dirs
+
     def get(
         self, key: str, now: float, *, recursive: bool = False, sorted: bool = False
     ) -> Event:
         """Read C{key}; a directory lists one level (or all, with C{recursive})."""
         now_ns = self._begin(now)
         key = clean_key(key)
+        if recursive:
+            self.stats.recursive_gets += 1
         try:
             node = self._lookup(key)
         except EtcdError:
@@ -405,6 +427,7 @@ class Store:
         that starts with the directory's key as a string (C{/w} matches C{/w2x}).
         """
         self._begin(now)
+        self.stats.watch_requests += 1
         key = clean_key(key)
         since = wait_index or self.index + 1
         found = self._hub.scan(key, recursive, since, self.index)
@@ -641,8 +664,9 @@ class Store:
         )
 
 
-def _view_key(view: NodeView) -> str:
-    return view.key
+def _view_key(view: NodeView) -> bytes:
+    """Go orders keys by their bytes (not by code points, for keys not UTF-8)."""
+    return view.key.encode("utf-8", "surrogateescape")
 
 
 def _join(parent: str, name: str) -> str:
