@@ -22,6 +22,7 @@ from tests.minietcd.conformance import (  # noqa: F401  (importing registers the
     cases_cluster,
     cases_http,
     cases_params,
+    cases_raw_target,
     cases_read,
     cases_ttl,
     cases_watch,

@@ -73,7 +73,11 @@ class Connection:
         headers: list[tuple[str, str]] | None = None,
         body: bytes | None = None,
     ) -> None:
-        """Write one request; C{target} goes on the request line unchanged."""
+        """Write one request; C{target} goes on the request line unchanged.
+
+        The line is sent as UTF-8, and a surrogate escape as the byte it stands for:
+        C{"/caf\\udce9"} sends a raw Latin-1 C{0xE9}, C{"/café"} its UTF-8 bytes.
+        """
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         names = set()
         for name, value in headers or []:
@@ -81,7 +85,8 @@ class Connection:
             names.add(name.lower())
         if body is not None and "content-length" not in names:
             lines.append(f"Content-Length: {len(body)}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + (body or b"")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        raw = head.encode("utf-8", "surrogateescape") + (body or b"")
         self.sent_at = time.time()
         try:
             self.sock.sendall(raw)
