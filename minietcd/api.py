@@ -43,6 +43,7 @@ from minietcd.gohttp import (
     body_size,
 )
 from minietcd.longpoll import LongPoll
+from minietcd.metrics import CONTENT_TYPE, ServerMetrics
 from minietcd.params import (
     EscapeError,
     KeyRequest,
@@ -113,6 +114,7 @@ class KeysAPI:
     client_urls: list[str] = Factory(lambda: ["http://127.0.0.1:2379"])
     name: str = "minietcd"
     raft_index: int = field(init=False, default=START_RAFT_INDEX)
+    metrics: ServerMetrics = field(init=False)
     cluster: Cluster = field(init=False)
     _cluster_id: list[bytes] = field(init=False)
     _resource: IResource | None = field(init=False, default=None)
@@ -132,6 +134,7 @@ class KeysAPI:
         self.cluster = Cluster(self.name, to_ns(now))
         self._cluster_id = [hex_id(self.cluster.cluster_id).encode("ascii")]
         self.store.on_watcher_error = self._watcher_failed
+        self.metrics = ServerMetrics(self.store)
         self._schedule()
 
     def resource(self) -> IResource:
@@ -160,7 +163,9 @@ class KeysAPI:
     def dispatch(self, request: Request, rest: str) -> Any:
         """Answer any request, as etcd's client listener would."""
         try:
-            return self._dispatch(request)
+            answer = self._dispatch(request)
+            self.metrics.requests.answer(request.method, request.code)
+            return answer
         except Exception:
             self.log.failure(
                 "unexpected error answering {method} {uri}",
@@ -170,7 +175,9 @@ class KeysAPI:
             if request.startedWriting:
                 return b""
             error = EtcdError(RAFT_INTERNAL, "unexpected error, see the server log")
-            return self._error(request, error)
+            answer = self._error(request, error)
+            self.metrics.requests.answer(request.method, request.code)
+            return answer
 
     def _dispatch(self, request: Request) -> Any:
         uri = request.uri
@@ -198,6 +205,9 @@ class KeysAPI:
             return self._keys(request, method, path[8:], raw_query)
         if path == "/v2/members" or path.startswith("/v2/members/"):
             return self._members(request, method, path[12:])
+        if path == "/metrics":
+            # etcd's promhttp handler answers every method alike.
+            return self._metrics(request)
         handler = self._simple.get(path)
         if handler is None:
             return gohttp.not_found(request)
@@ -224,10 +234,14 @@ class KeysAPI:
         store = self.store
         # etcd's v2 auth check reads a key that does not exist on every request.
         store.stats.gets_fail += 1
+        if req.wait and method in (b"GET", b"HEAD"):
+            return self._watch(request, key, req, now)
+        # etcd's name of the request in its metrics.
+        name = "QGET" if req.quorum and method == b"GET" else req.method
+        requests = self.metrics.requests
+        requests.receive(name)
         try:
             if method == b"GET" or method == b"HEAD":
-                if req.wait:
-                    return self._watch(request, key, req, now)
                 if req.quorum:
                     self.raft_index += 1
                 event = store.get(key, now, recursive=req.recursive, sorted=req.sorted)
@@ -238,8 +252,12 @@ class KeysAPI:
                 finally:
                     self._schedule()
         except EtcdError as error:
-            return self._error(request, error)
-        return self._event(request, event, req.no_value_on_success)
+            answer = self._error(request, error)
+            requests.fail(name, request.code)
+            return answer
+        answer = self._event(request, event, req.no_value_on_success)
+        requests.succeed(name, self._clock.seconds() - now)
+        return answer
 
     def _form(
         self, request: Request, method: bytes, raw_query: bytes
@@ -381,6 +399,15 @@ class KeysAPI:
         self._schedule()
 
     # -- the other endpoints -------------------------------------------------------
+
+    def _metrics(self, request: Request) -> bytes:
+        accept = request.getHeader(b"accept-encoding")
+        text, gzipped = self.metrics.exposition(accept)
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Content-Type", [CONTENT_TYPE])
+        if gzipped:
+            headers.setRawHeaders(b"Content-Encoding", [b"gzip"])
+        return body(request, text)
 
     def _version(self, request: Request) -> bytes:
         request.responseHeaders.setRawHeaders(b"Content-Type", JSON)

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.minietcd.conformance import (  # noqa: F401  (importing registers the cases)
     cases_cluster,
     cases_http,
+    cases_metrics,
     cases_params,
     cases_raw_target,
     cases_read,
