@@ -51,6 +51,7 @@ from twistednode.etcd.base import (
 
 #: etcd v2 error codes the registry acts on.
 KEY_NOT_FOUND = 100
+TEST_FAILED = 101
 NODE_EXISTS = 105
 EVENT_INDEX_CLEARED = 401
 
@@ -291,20 +292,37 @@ class EtcdV2Client(EtcdHTTP):
         """Update a key that must exist (etcd error 100 if not); createdIndex kept."""
         return self.set(key, value, ttl=ttl, prev_exist=True)
 
-    def refresh(self, key: str, ttl: int) -> Deferred[EtcdResult]:
-        """Restart a key's TTL without a new value or a watch event (100 if gone)."""
+    def refresh(
+        self, key: str, ttl: int, *, prev_value: str | None = None
+    ) -> Deferred[EtcdResult]:
+        """Restart a key's TTL without a new value or a watch event (100 if gone);
+        with C{prev_value}, only while the key holds that value (101 if not)."""
         params = [
             ("refresh", "true"),
             ("prevExist", "true"),
             ("ttl", str(_ttl(ttl))),
         ]
+        if prev_value is not None:
+            params.append(("prevValue", prev_value))
         return self._send("PUT", key, params)
 
     def delete(
-        self, key: str, *, recursive: bool = False, dir: bool = False
+        self,
+        key: str,
+        *,
+        recursive: bool = False,
+        dir: bool = False,
+        prev_value: str | None = None,
+        prev_index: int | None = None,
     ) -> Deferred[EtcdResult]:
-        """DELETE a key (or a directory with C{dir}/C{recursive})."""
+        """DELETE a key (or a directory with C{dir}/C{recursive}); with
+        C{prev_value} / C{prev_index}, only while the key holds that value and was
+        last modified at that index (101 if not)."""
         params = [("recursive", _bool(recursive)), ("dir", _bool(dir))]
+        if prev_value is not None:
+            params.append(("prevValue", prev_value))
+        if prev_index is not None:
+            params.append(("prevIndex", str(prev_index)))
         return self._send("DELETE", key, params)
 
     def watch(

@@ -4,7 +4,8 @@ The small interface between the L{Registry} and a key-value store.
 
 The registry needs six things from a store: create a record with a time to live,
 replace it, keep it alive, delete it, list a directory with the index the listing is
-complete up to, and watch the directory for changes after an index. The etcd v2 keys
+complete up to, and watch the directory for changes after an index; the leased
+election two more, a renewal and a delete guarded by the key's value. The etcd v2 keys
 API (L{twistednode.registry.v2.EtcdV2Backend}) does it with TTL keys, C{refresh=true}
 and long-poll watches; the v3 API (L{twistednode.registry.v3.EtcdV3Backend}) with a
 lease, keepalives, a prefix range and a watch stream. The node behaves the same on
@@ -145,6 +146,21 @@ class RegistryBackend(Protocol):
 
     def delete(self, key: str) -> Deferred[None]:
         """Delete C{key}; a key that is already gone is not an error."""
+        ...
+
+    def refresh_if(self, key: str, value: str, ttl: int) -> Deferred[None]:
+        """
+        Restart C{key}'s time to live, only while it holds C{value} (and, on v3,
+        is still under the lease our L{create} of it granted).
+
+        Fails with L{RecordMissing} if the key is gone or holds something else.
+        """
+        ...
+
+    def delete_if(self, key: str, value: str, created_index: int) -> Deferred[None]:
+        """Delete C{key} only while it is the key created at C{created_index} and
+        holds C{value}; otherwise leave it alone (not an error). The created index
+        keeps a late resign of an old term from deleting the key of a new one."""
         ...
 
     def list(self, directory: str) -> Deferred[Listing]:

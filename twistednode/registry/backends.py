@@ -190,6 +190,12 @@ class SelectedBackend:
     def delete(self, key: str) -> Deferred[None]:
         return self._with(lambda b: b.delete(key))
 
+    def refresh_if(self, key: str, value: str, ttl: int) -> Deferred[None]:
+        return self._with(lambda b: b.refresh_if(key, value, ttl))
+
+    def delete_if(self, key: str, value: str, created_index: int) -> Deferred[None]:
+        return self._with(lambda b: b.delete_if(key, value, created_index))
+
     def list(self, directory: str) -> Deferred[Listing]:
         return self._with(lambda b: b.list(directory))
 

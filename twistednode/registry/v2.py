@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from attrs import define, field
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -36,6 +36,7 @@ from twistednode.etcd.v2 import (
     EVENT_INDEX_CLEARED,
     KEY_NOT_FOUND,
     NODE_EXISTS,
+    TEST_FAILED,
     EtcdResult,
     EtcdV2Client,
     EtcdV2Error,
@@ -106,6 +107,9 @@ class EtcdV2Backend:
     client: EtcdV2Client
     #: Each waiting long-poll and the member it went to.
     _watches: dict[Deferred[Any], str] = field(init=False, factory=dict)
+    #: The created and modified index of the keys our create and refresh_if
+    #: last wrote (for the compare-and-delete of delete_if).
+    _written: dict[str, tuple[int, int]] = field(init=False, factory=dict)
     #: Long-polls ended because the client moved on, and why.
     _moved: dict[Deferred[Any], str] = field(init=False, factory=dict)
 
@@ -144,8 +148,12 @@ class EtcdV2Backend:
                 return Failure(RecordExists(str(failure.value)))
             return failure
 
+        def created(result: EtcdResult) -> int:
+            self._remember(key, result)
+            return result.node.created_index
+
         d = self._call(self.client.create(key, value, ttl=ttl))
-        return d.addCallbacks(_created_index, exists).addErrback(_to_backend_error)
+        return d.addCallbacks(created, exists).addErrback(_to_backend_error)
 
     def replace(self, key: str, value: str, ttl: int) -> Deferred[int]:
         d = self._call(self.client.update(key, value, ttl=ttl))
@@ -161,6 +169,34 @@ class EtcdV2Backend:
 
         d = self._call(self.client.delete(key))
         return d.addCallbacks(lambda _: None, gone).addErrback(_to_backend_error)
+
+    def refresh_if(self, key: str, value: str, ttl: int) -> Deferred[None]:
+        def missing(failure: Failure) -> Failure:
+            if _code(failure) == TEST_FAILED:
+                return Failure(RecordMissing(f"{key} holds another value"))
+            return _missing(failure)
+
+        def refreshed(result: EtcdResult) -> None:
+            self._remember(key, result)
+
+        d = self._call(self.client.refresh(key, ttl, prev_value=value))
+        return d.addCallbacks(refreshed, missing).addErrback(_to_backend_error)
+
+    def delete_if(self, key: str, value: str, created_index: int) -> Deferred[None]:
+        # v2 compares only value and modifiedIndex: delete the key we last wrote,
+        # if it is the one created at created_index, and nothing else.
+        written = self._written.pop(key, None)
+        if written is None or written[0] != created_index:
+            return succeed(None)
+
+        def gone(failure: Failure) -> Failure | None:
+            return None if _code(failure) in (KEY_NOT_FOUND, TEST_FAILED) else failure
+
+        d = self._call(self.client.delete(key, prev_value=value, prev_index=written[1]))
+        return d.addCallbacks(lambda _: None, gone).addErrback(_to_backend_error)
+
+    def _remember(self, key: str, result: EtcdResult) -> None:
+        self._written[key] = (result.node.created_index, result.node.modified_index)
 
     def list(self, directory: str) -> Deferred[Listing]:
         def listed(result: EtcdResult) -> Listing:

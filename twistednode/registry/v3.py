@@ -73,6 +73,7 @@ from twistednode.registry.v3codec import (
     prefix_range,
     put_op,
     range_op,
+    value_is,
 )
 
 _T = TypeVar("_T")
@@ -172,6 +173,12 @@ class EtcdV3Backend:
     def delete(self, key: str) -> Deferred[None]:
         return self._run(self._delete(key))
 
+    def refresh_if(self, key: str, value: str, ttl: int) -> Deferred[None]:
+        return self._run(self._refresh(key, value))
+
+    def delete_if(self, key: str, value: str, created_index: int) -> Deferred[None]:
+        return self._run(self._delete_if(key, value, created_index))
+
     def list(self, directory: str) -> Deferred[Listing]:
         return self._run(self._list(directory))
 
@@ -238,7 +245,7 @@ class EtcdV3Backend:
             raise RecordMissing(f"{key} vanished while it was written")
         return found[0].create_revision
 
-    async def _refresh(self, key: str) -> None:
+    async def _refresh(self, key: str, value: str | None = None) -> None:
         lease = self._leases.get(key)
         if lease is None:
             raise RecordMissing(f"no lease is held for {key}")
@@ -251,6 +258,19 @@ class EtcdV3Backend:
             raise RecordMissing(f"{key} is gone (its lease is alive)")
         if found[0].lease != lease.id:
             raise RecordMissing(f"{key} was rewritten under another lease")
+        if value is not None and found[0].value != value:
+            raise RecordMissing(f"{key} holds another value")
+
+    async def _delete_if(self, key: str, value: str, created_index: int) -> None:
+        lease = self._leases.pop(key, None)
+        guard = [value_is(key, value), created_is(key, "EQUAL", created_index)]
+        await self._txn(guard, [delete_op(key)])
+        if lease is not None:
+            try:
+                await self.client.call("/v3/lease/revoke", {"ID": str(lease.id)})
+            except EtcdV3Error as e:
+                if e.code != NOT_FOUND:
+                    raise
 
     async def _delete(self, key: str) -> None:
         lease = self._leases.pop(key, None)

@@ -227,3 +227,13 @@ def created_is(key: str, result: str, revision: int = 0) -> dict[str, Any]:
         "result": result,
         "createRevision": str(revision),
     }
+
+
+def value_is(key: str, value: str) -> dict[str, Any]:
+    """A compare that holds while C{key} exists with C{value}."""
+    return {
+        "target": "VALUE",
+        "key": encode(key),
+        "result": "EQUAL",
+        "value": encode(value),
+    }

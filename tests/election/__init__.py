@@ -1,0 +1,1 @@
+"""Tests for twistednode.election: the leased election, its adapter, fencing."""
