@@ -26,6 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.discovery": frozenset({"tapkit"}),
     "twistednode.web": frozenset({"tapkit"}),
     "twistednode.registry": frozenset({"tapkit", "twistednode.etcd"}),
+    "twistednode.election": frozenset({"tapkit", "twistednode.registry"}),
 }
 
 #: Inside a part, the order its modules stack in: a module imports only earlier ones.
@@ -39,6 +40,7 @@ STACKS: dict[str, tuple[str, ...]] = {
         "protocol",
     ),
     "twistednode.etcd": ("tls", "httpclient", "base", "v2", "v3"),
+    "twistednode.election": ("lease", "fencing", "campaign"),
     "twistednode.registry": (
         "backoff",
         "record",

@@ -8,6 +8,11 @@ every registry view goes to the election (L{Membership.registry_view}), which is
 lets a registry-only cluster elect before node-discover's first check. A clean stop
 sends the leave hellos and a goodbye, then deletes the record.
 
+Who is master depends on C{election}: "lease" (the default with a registry) makes the
+holder of the registry's master key master (L{twistednode.election}); the hellos then
+say what the lease says. "node-discover" keeps node-discover's own election, decided
+from the hellos alone (the only one without a registry, and for mixed clusters).
+
 Internal: not part of the public API (that is what C{twistednode} exports).
 """
 
@@ -16,14 +21,16 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from attrs import define, evolve, field
+from attrs import define, evolve, field, frozen
 from twisted.application.internet import UDPServer
 from twisted.application.service import MultiService
 from twisted.application.strports import service as stream_service
+from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -42,6 +49,8 @@ from twistednode.discovery.membership import (
 from twistednode.discovery.protocol import HelloProtocol
 from twistednode.discovery.settings import Settings
 from twistednode.discovery.wire import PROCESS_PID, Envelope
+from twistednode.election.campaign import LeaseCampaign
+from twistednode.election.lease import MIN_TTL, Holder
 from twistednode.etcd.v3 import Credentials
 from twistednode.localaddress import local_address_towards
 from twistednode.registry.backends import SelectedBackend, make_backend
@@ -69,6 +78,33 @@ _EVENT_TYPES: dict[type, EventName] = {
 }
 
 Observer = Callable[[MembershipEvent], None]
+ElectionMode = Literal["lease", "node-discover"]
+ELECTION_MODES: tuple[str, ...] = ("auto", "lease", "node-discover")
+#: How much earlier than the next lighter candidate the heavier one campaigns.
+HEAD_START_STEP = 0.025
+HEAD_START_STEPS = 4
+
+
+@frozen
+class Leadership:
+    """Who leads, as this node knows it at one moment (L{ClusterNode.leadership}).
+
+    @ivar mode: "lease" or "node-discover".
+    @ivar is_master: whether this node is master now.
+    @ivar epoch: our term's fencing epoch while we are master (lease mode), or None.
+    @ivar valid_for: seconds our term is still valid without a renewal (0 if none).
+    @ivar master: the master's id as this node sees it, or None.
+    @ivar master_epoch: the master's term epoch (lease mode), or None.
+    """
+
+    mode: ElectionMode
+    is_master: bool
+    epoch: int | None
+    valid_for: float
+    master: str | None
+    master_epoch: int | None
+
+
 ChannelHandler = Callable[[object, Envelope, tuple[str, int]], None]
 
 
@@ -95,6 +131,12 @@ class ClusterNode(MultiService):
     @ivar etcd_api: "auto" (ask the server), "v2" or "v3"; see L{make_backend}.
     @ivar etcd_tls: client TLS for https:// etcd URLs (L{tls_from_options}).
     @ivar etcd_auth: a v3 user and password.
+    @ivar election: "lease", "node-discover", or "auto": lease with a registry,
+        node-discover without one.
+    @ivar master_ttl: the master key's time to live (lease mode), whole seconds
+        >= 2: how long a crashed master keeps the key.
+    @ivar monotonic: the clock terms are judged on; default C{time.monotonic} on a
+        real reactor, the reactor's own C{seconds} on a test clock.
     """
 
     log = Logger()
@@ -117,6 +159,9 @@ class ClusterNode(MultiService):
     etcd_api: str = "auto"
     etcd_tls: ClientTLS | None = None
     etcd_auth: Credentials | None = None
+    election: str = "auto"
+    master_ttl: int = MIN_TTL
+    monotonic: Callable[[], float] | None = None
 
     _membership: Membership = field(init=False)
     _hello: HelloProtocol = field(init=False)
@@ -127,17 +172,27 @@ class ClusterNode(MultiService):
     _registry_peers: dict[str, tuple[str, int]] = field(factory=dict, init=False)
     _static: set[tuple[str, int]] = field(factory=set, init=False)
     _address: str = field(default="127.0.0.1", init=False)
+    _mode: ElectionMode = field(default="node-discover", init=False)
+    _campaign: LeaseCampaign | None = field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
         if not self.started_at:
             self.started_at = self.reactor.seconds()
         self._observers = {name: [] for name in EVENT_NAMES}
+        self._mode = self._election_mode()
+        if self.monotonic is None:
+            self.monotonic = (
+                time.monotonic
+                if isinstance(self.reactor, ReactorBase)
+                else self.reactor.seconds
+            )
         self._membership = Membership(
             iid=self.node_id,
             settings=self.settings,
             started_at=self.reactor.seconds(),
             static_peers=bool(self.static_peers),
+            external_election=self._mode == "lease",
         )
         key = (
             None
@@ -151,6 +206,7 @@ class ClusterNode(MultiService):
             host_name=self.host_name,
             key=key,
             observer=self._on_event,
+            master_flag=self._lease_master if self._mode == "lease" else None,
         )
         if self.advertisement is not None:
             self._membership.set_advertisement(self.advertisement)
@@ -177,6 +233,19 @@ class ClusterNode(MultiService):
                 ttl=self.ttl,
             )
             self._registry.setServiceParent(self)
+            if self._mode == "lease":
+                # Not a child: it resigns before the others stop (stopService).
+                self._campaign = LeaseCampaign(
+                    backend=self._backend,
+                    cluster=self.cluster,
+                    node_id=self.node_id,
+                    clock=self.reactor,
+                    monotonic=self.monotonic,
+                    listener=self,
+                    ttl=self.master_ttl,
+                    eligible=not self.settings.client,
+                    head_start=self._head_start,
+                )
         if self.http is not None:
             from twistednode.web.status import StatusAPI  # Klein, only when asked for
 
@@ -199,12 +268,47 @@ class ClusterNode(MultiService):
     @property
     def master(self) -> str | None:
         """The id of the master as this node sees it (possibly itself), or None."""
-        return self._membership.master
+        if self._campaign is None:
+            return self._membership.master
+        holder = self._campaign.election.holder
+        if holder is None or (holder.node_id == self.node_id and not self.is_master):
+            return None
+        return holder.node_id
 
     @property
     def is_master(self) -> bool:
-        """Whether this node is master now."""
+        """Whether this node is master now.
+
+        Under the leased election this reads the term's deadline on the monotonic
+        clock every time, so it is already False in code that runs after a pause.
+        """
+        if self._campaign is not None:
+            return self._campaign.is_master()
         return self._membership.is_master
+
+    @property
+    def election_mode(self) -> ElectionMode:
+        """ "lease" or "node-discover"."""
+        return self._mode
+
+    @property
+    def leadership(self) -> Leadership:
+        """Who leads now: our mastership, its fencing epoch and how long it holds."""
+        campaign = self._campaign
+        if campaign is None:
+            return Leadership(
+                "node-discover", self.is_master, None, 0.0, self.master, None
+            )
+        is_master = campaign.is_master()
+        holder = campaign.election.holder
+        return Leadership(
+            mode="lease",
+            is_master=is_master,
+            epoch=campaign.election.epoch if is_master else None,
+            valid_for=campaign.valid_for(),
+            master=self.master,
+            master_epoch=None if holder is None else holder.epoch,
+        )
 
     @property
     def address(self) -> str:
@@ -257,12 +361,28 @@ class ClusterNode(MultiService):
         self._changed()
 
     def promote(self) -> None:
-        """Become master now (node-discover's manual C{promote()})."""
+        """Become master now (node-discover's manual C{promote()}).
+
+        Not under the leased election: there the registry decides.
+        """
+        if self._campaign is not None:
+            raise ValueError("under the lease election the registry picks the master")
         self._hello.promote()
 
     def demote(self, permanent: bool = False) -> None:
-        """Stop being master (permanently: never eligible again)."""
-        self._hello.demote(permanent)
+        """Stop being master (permanently: never eligible again).
+
+        Under the leased election: resign the master key; the next candidate takes
+        it (this node too, unless C{permanent}).
+        """
+        campaign = self._campaign
+        if campaign is None:
+            self._hello.demote(permanent)
+            return
+        now = campaign.monotonic()
+        campaign.apply(campaign.election.step_down(now))
+        if permanent:
+            campaign.apply(campaign.election.set_eligible(now, False))
 
     # -- service -----------------------------------------------------------------
 
@@ -283,6 +403,8 @@ class ClusterNode(MultiService):
         self._address = self._choose_address()
         if self._registry is not None:
             self._registry.set_record(self._record())
+        if self._campaign is not None:
+            self._campaign.startService()
         if self._status is not None:
             self._status.start()
         self.log.info(
@@ -296,12 +418,122 @@ class ClusterNode(MultiService):
         )
 
     def stopService(self) -> Deferred[None]:
-        """Leave cleanly: leave hellos and goodbye, then delete the record."""
+        """Leave cleanly: resign the master key (lease mode), leave hellos and
+        goodbye, then delete the record."""
+        campaign = self._campaign
+        if campaign is None or not campaign.running:
+            return self._stop()
+        resigned = campaign.stopService()
+        return resigned.addCallback(lambda _: self._stop())
+
+    def _stop(self) -> Deferred[None]:
         if self._hello.transport is not None:
             self._hello.leave()
         if self._status is not None:
             self._status.stop()
         return maybeDeferred(MultiService.stopService, self)
+
+    def _election_mode(self) -> ElectionMode:
+        if self.election not in ELECTION_MODES:
+            raise ValueError(
+                f"election must be one of {', '.join(ELECTION_MODES)}, "
+                f"not {self.election!r}"
+            )
+        if self.election == "node-discover" or (
+            self.election == "auto" and not self.etcd_urls
+        ):
+            return "node-discover"
+        if not self.etcd_urls:
+            raise ValueError("the lease election needs a registry (etcd URLs)")
+        if self.settings.masters_required != 1:
+            raise ValueError(
+                "the lease election has exactly one master; masters_required "
+                f"{self.settings.masters_required} needs the node-discover election"
+            )
+        if (
+            isinstance(self.master_ttl, bool)
+            or not isinstance(self.master_ttl, int)
+            or self.master_ttl < MIN_TTL
+        ):
+            raise ValueError(
+                f"the master TTL must be a whole number of seconds >= {MIN_TTL}, "
+                f"not {self.master_ttl!r}"
+            )
+        return "lease"
+
+    # -- the leased election (CampaignListener) -----------------------------------
+
+    def _lease_master(self) -> bool:
+        return self._campaign is not None and self._campaign.is_master()
+
+    def _head_start(self) -> float:
+        """Lighter candidates wait longer: one step per eligible registry member
+        that beats us (node-discover's order: heavier weight, then lower id)."""
+        if self._registry is None:
+            return 0.0
+        holder = None if self._campaign is None else self._campaign.election.holder
+        mine = (self.settings.weight, self.node_id)
+        rank = sum(
+            1
+            for record in self._registry.peers.values()
+            if not record.client
+            and record.id != self.node_id
+            and (holder is None or record.id != holder.node_id)
+            and (
+                record.weight > mine[0]
+                or (record.weight == mine[0] and record.id < mine[1])
+            )
+        )
+        return HEAD_START_STEP * min(rank, HEAD_START_STEPS)
+
+    def elected(self, epoch: int) -> None:
+        self._hello.apply(self._membership.set_master(True))
+        self._deliver("promotion", Promotion(self._membership.me(), "lease", epoch))
+
+    def stepped_down(self, epoch: int, reason: str) -> None:
+        self._hello.apply(self._membership.set_master(False))
+        self._deliver("demotion", Demotion(self._membership.me(), reason, epoch))
+
+    def master_changed(self, holder: Holder | None) -> None:
+        self._changed()
+        if holder is None or holder.node_id == self.node_id:
+            return
+        member = self._member_named(holder.node_id)
+        self._deliver("master", MasterSeen(member, epoch=holder.epoch))
+
+    def _member_named(self, member_id: str) -> Member:
+        """The member value for C{member_id}: heard, else from its registry record."""
+        member = self._membership.member(member_id)
+        if member is not None:
+            return member
+        record = None if self._registry is None else self._registry.peers.get(member_id)
+        if record is None:
+            return Member(
+                id=member_id,
+                address="",
+                port=0,
+                host_name=None,
+                is_master=True,
+                is_master_eligible=True,
+                weight=-math.inf,
+                advertisement=None,
+                last_seen=-math.inf,
+                is_ours=True,
+                data={},
+            )
+        return Member(
+            id=record.id,
+            address=record.address,
+            port=record.port,
+            host_name=record.host_name,
+            is_master=True,
+            is_master_eligible=not record.client,
+            weight=record.weight,
+            advertisement=record.advertisement,
+            last_seen=-math.inf,
+            is_ours=True,
+            data={},
+        )
 
     def _add_static(self, destination: tuple[str, int]) -> None:
         self._static.add(destination)
@@ -380,6 +612,11 @@ class ClusterNode(MultiService):
         name = _EVENT_TYPES.get(type(event))
         if name is None:
             return
+        if self._campaign is not None and name in ("master", "promotion", "demotion"):
+            return  # the lease decides those (elected, stepped_down, master_changed)
+        self._deliver(name, event)
+
+    def _deliver(self, name: EventName, event: MembershipEvent) -> None:
         if name in ("promotion", "demotion"):
             self.log.info("{event}: node {node_id}", event=name, node_id=self.node_id)
         for observer in list(self._observers[name]):
@@ -436,8 +673,27 @@ class ClusterNode(MultiService):
                 for m in self.members
             ],
             "registry": registry,
+            "election": self._election_status(),
             "dropped": dict(self._membership.dropped),
         }
+
+    def _election_status(self) -> dict[str, Any]:
+        lead = self.leadership
+        status: dict[str, Any] = {
+            "mode": lead.mode,
+            "epoch": lead.epoch,
+            "validFor": round(lead.valid_for, 3),
+            "masterEpoch": lead.master_epoch,
+        }
+        if self._campaign is not None:
+            election = self._campaign.election
+            status.update(
+                ttl=self.master_ttl,
+                listed=election.listed,
+                terms=election.terms,
+                stepDowns=election.step_downs,
+            )
+        return status
 
     def _source_of(self, member: Member) -> str:
         if member.id in self._registry_peers:

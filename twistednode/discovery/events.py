@@ -54,11 +54,18 @@ class Added:
 
 @frozen
 class MasterSeen:
-    """A hello claiming mastership from a new node or one that was not master."""
+    """Another node became master.
+
+    Under node-discover's election: a hello claiming mastership from a new node or
+    one that was not master (C{envelope} and C{source} are that hello's). Under the
+    leased election: the registry's master key changed hands (C{envelope} and
+    C{source} are None; C{epoch} is the new term's fencing epoch).
+    """
 
     member: Member
-    envelope: Envelope
-    source: Source
+    envelope: Envelope | None = None
+    source: Source | None = None
+    epoch: int | None = None
 
 
 @frozen
@@ -82,18 +89,24 @@ class Removed:
 
 @frozen
 class Promotion:
-    """We became master; C{reason} is "check", "early" or "manual"."""
+    """We became master; C{reason} is "check", "early", "manual" or "lease".
+
+    Under the leased election C{epoch} is the term's fencing epoch.
+    """
 
     me: Mapping[str, object] = field(eq=False)
     reason: str
+    epoch: int | None = None
 
 
 @frozen
 class Demotion:
-    """We stopped being master; C{reason} is "check" or "manual"."""
+    """We stopped being master; C{reason} is "check" or "manual", or under the
+    leased election "expired", "lost" or "resigned" (with the term's C{epoch})."""
 
     me: Mapping[str, object] = field(eq=False)
     reason: str
+    epoch: int | None = None
 
 
 @frozen

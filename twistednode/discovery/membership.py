@@ -200,6 +200,9 @@ class Membership:
     settings: Settings
     started_at: float
     static_peers: bool = False
+    #: The leased election decides who is master (L{set_master}); the node-discover
+    #: rules then never promote or demote, and hellos say what the lease says.
+    external_election: bool = False
     _records: dict[str, _Record] = field(factory=dict, init=False)
     _is_master: bool = field(default=False, init=False)
     _eligible: bool = field(default=True, init=False)
@@ -516,6 +519,18 @@ class Membership:
         self._conflict_reported = True
         return [MastersConflict(tuple(sorted(masters)), self._conflict_since)]
 
+    def set_master(self, is_master: bool) -> list[Event]:
+        """Under an external election: say in our hellos whether we are master.
+
+        Returns a L{SendHello} to every destination when that changes.
+        """
+        if not self.external_election:
+            raise ValueError("set_master is for an external election")
+        if is_master == self._is_master:
+            return []
+        self._is_master = is_master
+        return [SendHello()]
+
     def promote(self) -> list[Event]:
         """Become master unconditionally (node-discover's C{promote()})."""
         if self.settings.client:
@@ -561,6 +576,8 @@ class Membership:
 
     def _elect(self, now: float) -> list[Event]:
         """Steps 2-5 (the early rule replaces step 5 before C{check_interval})."""
+        if self.external_election:
+            return []
         records = list(self._records.values())
         masters = [
             r

@@ -98,6 +98,8 @@ class HelloProtocol(DatagramProtocol):
     resolve_interval: float = 30.0
     ignore_process: bool = True
     ignore_instance: bool = True
+    #: Under the leased election: whether we are master now, read at every hello.
+    master_flag: Callable[[], bool] | None = None
     _entries: dict[tuple[str, int], set[str]] = field(factory=dict, init=False)
     _resolved: dict[str, str] = field(factory=dict, init=False)
     _resolving: set[str] = field(factory=set, init=False)
@@ -282,6 +284,8 @@ class HelloProtocol(DatagramProtocol):
     def _hello(self, destinations: list[Source]) -> None:
         if self.membership.settings.client or not destinations:
             return  # client-only nodes send no hellos
+        if self.master_flag is not None:
+            self.membership.set_master(self.master_flag())  # this hello says it
         envelope = wire.Envelope(
             "hello", self.pid, self.iid, self.host_name, self.membership.hello_data()
         )
