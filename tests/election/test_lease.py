@@ -171,6 +171,14 @@ class TermTests(SynchronousTestCase):
         self.assertEqual(election.observed(0.5, None, 3), [])
         self.assertTrue(election.is_master(0.5))
 
+    def test_listing_after_a_registry_wipe_counts(self) -> None:
+        """A listing asked for after we learned a higher index is a wiped registry:
+        its vacancy ends our term and starts a campaign."""
+        election = elected(now=0.0, epoch=7)
+        actions = election.observed(0.9, None, 2, asked_at=0.8)
+        self.assertIn(SteppedDown(7, "lost"), actions)
+        self.assertIn(Campaign(2), actions)
+
     def test_resign_gives_the_key_up(self) -> None:
         """Resign: SteppedDown "resigned", a guarded delete, and no more campaigns."""
         election = elected(now=0.0)

@@ -228,12 +228,17 @@ class Simulation:
         if apply is None:
             return
 
+        asked_at = node.clock(node.awake_at(self.now))
+
         def applied() -> None:
             holder, index = self.registry.listing(self.now)
             self.at(
                 self.now + self.rng.random() * self.max_delay,
                 lambda: self._handle(
-                    node, lambda now: node.election.observed(now, holder, index)
+                    node,
+                    lambda now: node.election.observed(
+                        now, holder, index, asked_at=asked_at
+                    ),
                 ),
             )
 

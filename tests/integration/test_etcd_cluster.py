@@ -84,6 +84,9 @@ class EtcdMemberLossMixin:
             pid=str(uuid.uuid4()),
             etcd_api=self.api,
             etcd_auth=Credentials("root", PASSWORD) if self.auth else None,
+            # These tests pin node-discover's rules (the heaviest node leads, and
+            # keeps leading through a member loss); tests/election covers the lease.
+            election="node-discover",
         )
         node.startService()
 

@@ -70,6 +70,12 @@ class WatchErrors:
     def delete(self, key: str) -> Deferred[None]:
         return self.inner.delete(key)
 
+    def refresh_if(self, key: str, value: str, ttl: int) -> Deferred[None]:
+        return self.inner.refresh_if(key, value, ttl)
+
+    def delete_if(self, key: str, value: str, created_index: int) -> Deferred[None]:
+        return self.inner.delete_if(key, value, created_index)
+
     def list(self, directory: str) -> Deferred[Listing]:
         return self.inner.list(directory)
 

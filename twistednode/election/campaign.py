@@ -161,6 +161,7 @@ class LeaseCampaign(Service):
     async def _watch_loop(self) -> None:
         attempt = 0
         while self.running:
+            asked_at = self.monotonic()
             try:
                 listing = await self.backend.list(self.directory)
             except CancelledError:
@@ -172,7 +173,7 @@ class LeaseCampaign(Service):
                 continue
             attempt = 0
             self._recovered()
-            self._observed(holder_in(listing), listing.index)
+            self._observed(holder_in(listing), listing.index, asked_at)
             await self._follow(listing.index + 1)
 
     async def _follow(self, index: int) -> None:
@@ -194,9 +195,13 @@ class LeaseCampaign(Service):
                 if change.name == MASTER or change.name == "":
                     self._observed(holder_after(change), change.index)
 
-    def _observed(self, holder: Holder | None, index: int) -> None:
+    def _observed(
+        self, holder: Holder | None, index: int, asked_at: float | None = None
+    ) -> None:
         now = self.monotonic()
-        self.apply(self.election.observed(now, holder, index, self.head_start()))
+        self.apply(
+            self.election.observed(now, holder, index, self.head_start(), asked_at)
+        )
 
     # -- carrying out ------------------------------------------------------------
 

@@ -134,6 +134,7 @@ class LeaseElection:
 
     _holder: Holder | None = field(default=None, init=False)
     _seen_index: int = field(default=0, init=False)
+    _seen_at: float = field(default=-math.inf, init=False)
     _listed: bool = field(default=False, init=False)
     _stopped: bool = field(default=False, init=False)
     _epoch: int | None = field(default=None, init=False)
@@ -209,16 +210,24 @@ class LeaseElection:
     # -- what the registry says ----------------------------------------------------
 
     def observed(
-        self, now: float, holder: Holder | None, index: int, head_start: float = 0.0
+        self,
+        now: float,
+        holder: Holder | None,
+        index: int,
+        head_start: float = 0.0,
+        asked_at: float | None = None,
     ) -> list[Action]:
         """The registry shows C{holder} at C{index} (a listing or a watched change).
 
         An observation older than one already applied (or than our own create) is
-        ignored, so a listing that was in flight cannot end a newer term.
+        ignored, so a listing that was in flight cannot end a newer term. A listing
+        asked for (C{asked_at}) after we learned that index is not stale, though: its
+        lower index means the registry was wiped (restarted empty), and it counts.
         """
-        if index < self._seen_index:
+        if index < self._seen_index and (asked_at is None or asked_at <= self._seen_at):
             return self.tick(now)
         self._seen_index = index
+        self._seen_at = now
         self._listed = True
         actions: list[Action] = []
         if holder != self._holder:
@@ -263,6 +272,7 @@ class LeaseElection:
             # delete, an expiry): the term we won is over before it began.
             return [Resign(epoch), *self.tick(now)]
         self._seen_index = max(self._seen_index, epoch)
+        self._seen_at = now
         actions: list[Action] = []
         self._epoch = epoch
         self._terms += 1
