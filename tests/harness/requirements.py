@@ -1,7 +1,16 @@
-"""Skip a test only when an external binary is missing, never in CI.
+"""Skip a test only when an external component is missing, never in CI.
 
-CI (``.ci/run``) sets ``TWISTEDNODE_REQUIRE_ALL=1``: there a missing binary fails the
+A test that needs a program (etcd, etcdctl, chromium, node) asks L{require_binary}; when
+the program is not on C{PATH} the test skips and says which Debian package provides it.
+The test command installs those packages itself when it can
+(C{tests/harness/setup_machine.py}); where it cannot, the skips say why.
+
+CI (C{.ci/run}) sets C{TWISTEDNODE_REQUIRE_ALL=1}: there a missing component fails the
 test instead of skipping it, so a broken install step cannot hide behind a skip.
+
+C{TWISTEDNODE_WITHOUT=etcd,chromium} (names as L{require_binary} gets them) makes the
+tests, and the set-up script, act as if those programs were not installed: a way to see
+the skips on a machine that has everything.
 """
 
 from __future__ import annotations
@@ -17,6 +26,19 @@ def require_all() -> bool:
     return os.environ.get("TWISTEDNODE_REQUIRE_ALL", "") not in ("", "0")
 
 
+def pretended_missing() -> frozenset[str]:
+    """The programs C{TWISTEDNODE_WITHOUT} names, to be treated as not installed."""
+    names = os.environ.get("TWISTEDNODE_WITHOUT", "").replace(",", " ").split()
+    return frozenset(names)
+
+
+def find_binary(name: str) -> str | None:
+    """The path of program C{name} on C{PATH}, or None (also when pretended missing)."""
+    if name in pretended_missing():
+        return None
+    return shutil.which(name)
+
+
 def missing(reason: str) -> None:
     """Skip with C{reason}, or fail with it when every component is required."""
     if require_all():
@@ -26,8 +48,13 @@ def missing(reason: str) -> None:
 
 def require_binary(name: str, package: str) -> str:
     """Return the path of C{name}, or skip/fail saying which package provides it."""
-    path = shutil.which(name)
+    path = find_binary(name)
     if path is None:
-        missing(f"{name} not found on PATH (install the Debian package {package})")
+        how = (
+            "TWISTEDNODE_WITHOUT names it"
+            if name in pretended_missing()
+            else "not found on PATH"
+        )
+        missing(f"{name}: {how} (install the Debian package {package})")
         raise AssertionError("unreachable")
     return path
