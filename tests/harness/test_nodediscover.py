@@ -10,11 +10,14 @@ point.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -25,6 +28,7 @@ from tests.harness.nodediscover import (
     NodeDiscoverPeer,
     PeerEvent,
     masters_agreed,
+    require_node_discover,
     spawn_mesh,
     spawn_peer,
     stop_all,
@@ -312,6 +316,11 @@ class NodeDiscoverRawDatagramTests(SynchronousTestCase):
 class NodeDiscoverPeerLifecycleTests(SynchronousTestCase):
     """The harness itself: timeouts, bad options, stopping and killing."""
 
+    def setUp(self) -> None:
+        # Skip before any assertRaises(AssertionError): inside one, the SkipTest for a
+        # missing node-discover would be reported as a failure.
+        require_node_discover()
+
     def test_wait_for_timeout_shows_events(self) -> None:
         """wait_for raises AssertionError listing the recent events on timeout."""
         peer = spawn_peer(fast=True)
@@ -379,3 +388,32 @@ class NodeDiscoverDeferredTests(TestCase):
         self.addCleanup(peer.stop)
         d = peer.when(lambda e: False, reactor, 0.2, "nothing")
         return self.assertFailure(d, AssertionError)
+
+
+ENSURE = Path(__file__).resolve().parent / "nodejs" / "ensure.py"
+
+
+class EnsureTests(SynchronousTestCase):
+    """tests/harness/nodejs/ensure.py installs node-discover with the machine's npm
+    config."""
+
+    def test_npm_runs_in_the_directory_without_prefix(self) -> None:
+        """npm ci runs with the harness directory as cwd, never with --prefix (which
+        would move npm's global config, with its registry and CA, away)."""
+        spec = importlib.util.spec_from_file_location("ensure_under_test", ENSURE)
+        assert spec is not None and spec.loader is not None
+        ensure = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ensure)
+        calls: list[tuple[list[str], Any]] = []
+
+        def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            calls.append((command, kwargs.get("cwd")))
+            return subprocess.CompletedProcess(command, 0)
+
+        self.patch(ensure, "INSTALLED", Path(self.mktemp()))
+        self.patch(ensure.shutil, "which", lambda name: "/usr/bin/" + name)
+        self.patch(ensure.subprocess, "run", run)
+        self.assertEqual(ensure.main(), 0)
+        self.assertEqual(
+            calls, [(["/usr/bin/npm", "ci", "--no-audit", "--no-fund"], ENSURE.parent)]
+        )
