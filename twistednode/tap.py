@@ -8,20 +8,35 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, IServiceCollection
 from twisted.python import usage
 
+from tapkit.endpoints import stream_endpoint
+from tapkit.listening import Program
 from tapkit.notls import without_tls
 from tapkit.version import version_line
 from twistednode.discovery.settings import Settings, make_settings
 from twistednode.registry.record import check_cluster_name
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
+#: Where an --etcd-user without a password finds it, as etcdctl does.
+PASSWORD_VARIABLE = "ETCDCTL_PASSWORD"
+#: The options behind make_settings' parameters, for its messages.
+SETTING_OPTIONS = {
+    "hello_interval": "--hello-interval",
+    "check_interval": "--check-interval",
+    "node_timeout": "--node-timeout",
+    "master_timeout": "--master-timeout",
+    "masters_required": "--masters-required",
+    "weight": "--weight",
+}
 
 
 def _parse_peer(text: str) -> tuple[str, int | None]:
@@ -51,6 +66,45 @@ def _positive_seconds(name: str) -> Any:
         return value
 
     return convert
+
+
+def _integer(name: str) -> Any:
+    def convert(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise usage.UsageError(f"--{name}: {text!r} is not an integer") from None
+
+    return convert
+
+
+def _number(name: str) -> Any:
+    def convert(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise usage.UsageError(f"--{name}: {text!r} is not a number") from None
+
+    return convert
+
+
+def _in_option_names(message: str) -> str:
+    """A settings message with its parameter names as the options that set them."""
+    pattern = r"\b(" + "|".join(SETTING_OPTIONS) + r")\b"
+    return re.sub(pattern, lambda match: SETTING_OPTIONS[match.group(1)], message)
+
+
+def _read_password(path: str) -> str:
+    """The password in the file C{path}: its first line, without the newline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise usage.UsageError(f"--etcd-password-file {path}: {reason}") from None
+    if not password:
+        raise usage.UsageError(f"--etcd-password-file {path}: the first line is empty")
+    return password
 
 
 class Options(usage.Options):
@@ -91,9 +145,22 @@ class Options(usage.Options):
             "default",
             "Cluster name (registry dir /twistednode/<name>).",
         ],
-        ["udp-port", None, 12345, "UDP port for hellos (0 = any free port).", int],
+        [
+            "udp-port",
+            None,
+            12345,
+            "UDP port for hellos (0 = any free port).",
+            _integer("udp-port"),
+        ],
         ["udp-interface", None, "0.0.0.0", "Address to bind the UDP socket to."],
-        ["http", None, None, "Endpoint for the status API, e.g. tcp:8080."],
+        [
+            "http",
+            None,
+            None,
+            "Serve the status API and live page: a port (8080 listens on 127.0.0.1 "
+            "only, as tcp:8080:interface=127.0.0.1) or an endpoint string; "
+            "tcp:8080:interface=0.0.0.0 opens it to every interface.",
+        ],
         ["advertise", None, None, "Address peers use to reach this node."],
         ["advertisement", None, None, "JSON value advertised to peers."],
         [
@@ -101,9 +168,15 @@ class Options(usage.Options):
             None,
             None,
             "Election weight (higher wins; default: older wins).",
-            float,
+            _number("weight"),
         ],
-        ["masters-required", None, 1, "How many masters the cluster aims for.", int],
+        [
+            "masters-required",
+            None,
+            1,
+            "How many masters the cluster aims for.",
+            _integer("masters-required"),
+        ],
         [
             "hello-interval",
             None,
@@ -132,18 +205,31 @@ class Options(usage.Options):
             "Seconds of silence before a master is removed (default: --node-timeout).",
             _positive_seconds("master-timeout"),
         ],
-        ["ttl", None, 10, "Registry record TTL in seconds.", int],
+        ["ttl", None, 10, "Registry record TTL in seconds.", _integer("ttl")],
         ["legacy-key", None, None, "node-discover 'key' (weak, legacy encryption)."],
         ["node-id", None, None, "Node id (a UUID; default: a new random one)."],
         ["etcd-cacert", None, None, "CA file to verify an https:// etcd."],
         ["etcd-cert", None, None, "Client certificate file for etcd."],
         ["etcd-key", None, None, "Client key file for etcd."],
-        ["etcd-user", None, None, "etcd v3 user:password."],
+        [
+            "etcd-user",
+            None,
+            None,
+            "etcd v3 user, as USER:PASSWORD, or USER with the password from "
+            f"--etcd-password-file or ${PASSWORD_VARIABLE} (as etcdctl reads it).",
+        ],
+        [
+            "etcd-password-file",
+            None,
+            None,
+            "File whose first line is the --etcd-user password (keeps it out of ps).",
+        ],
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self["peers"] = []
+        self._environ = os.environ if environ is None else environ
 
     def opt_peer(self, value: str) -> None:
         """Add a static peer HOST[:PORT] (repeatable; port defaults to --udp-port)."""
@@ -196,26 +282,53 @@ class Options(usage.Options):
         try:
             settings_from_options(self, epoch_ms=1)
         except ValueError as e:
-            raise usage.UsageError(str(e)) from None
+            raise usage.UsageError(_in_option_names(str(e))) from None
         files = (self["etcd-cacert"], self["etcd-cert"], self["etcd-key"])
         https = any(url.startswith("https://") for url in self["etcd-urls"])
-        if not https and files == (None, None, None):
+        http_tls = (self["http"] or "").split(":", 1)[0].lower() == "ssl"
+        if not https and not http_tls and files == (None, None, None):
             without_tls()  # first: what follows loads the reactor's modules
-        from twistednode.etcd.v3 import Credentials
+        if self["http"] is not None:
+            self["http"] = stream_endpoint("--http", self["http"])
         from twistednode.registry.backends import tls_from_options
 
         try:
             self["tls"] = tls_from_options(*files)
         except (OSError, ValueError) as e:
             raise usage.UsageError(f"etcd TLS: {e}") from None
-        self["auth"] = None
-        if self["etcd-user"] is not None:
-            try:
-                self["auth"] = Credentials.from_option(self["etcd-user"])
-            except ValueError as e:
-                raise usage.UsageError(str(e)) from None
-            if self["etcd-api"] == "v2":
-                raise usage.UsageError("--etcd-user needs the v3 API (not v2)")
+        self["auth"] = self._credentials()
+
+    def _credentials(self) -> Any:
+        """The etcd v3 Credentials of --etcd-user and its password, or None."""
+        from twistednode.etcd.v3 import Credentials
+
+        user_option, path = self["etcd-user"], self["etcd-password-file"]
+        if user_option is None:
+            if path is not None:
+                raise usage.UsageError("--etcd-password-file needs --etcd-user")
+            return None
+        if self["etcd-api"] == "v2":
+            raise usage.UsageError("--etcd-user needs the v3 API (not v2)")
+        user, colon, password = user_option.partition(":")
+        if not user:
+            raise usage.UsageError(
+                "--etcd-user must be USER or USER:PASSWORD, not " + repr(user_option)
+            )
+        if colon:
+            if path is not None:
+                raise usage.UsageError(
+                    "--etcd-user USER:PASSWORD and --etcd-password-file both give "
+                    "a password: give one"
+                )
+            return Credentials(user, password)
+        if path is not None:
+            return Credentials(user, _read_password(path))
+        if self._environ.get(PASSWORD_VARIABLE):
+            return Credentials(user, self._environ[PASSWORD_VARIABLE])
+        raise usage.UsageError(
+            f"--etcd-user {user}: no password; give USER:PASSWORD, "
+            f"--etcd-password-file or ${PASSWORD_VARIABLE}"
+        )
 
 
 def settings_from_options(config: Mapping[str, Any], epoch_ms: int) -> Settings:
@@ -234,8 +347,9 @@ def settings_from_options(config: Mapping[str, Any], epoch_ms: int) -> Settings:
     )
 
 
-def makeService(config: Options, reactor: Any = None) -> IService:
-    """Build the node's service tree from parsed options."""
+def makeService(config: Options, reactor: Any = None) -> Program:
+    """Build the node's service tree from parsed options, as a L{Program}: a port
+    it cannot listen on ends twistd or twist with one line."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -246,7 +360,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     extra: dict[str, Any] = {}
     if config["node-id"] is not None:
         extra["node_id"] = config["node-id"]
-    return ClusterNode(
+    node = ClusterNode(
         reactor=reactor,
         settings=settings,
         cluster=config["cluster"],
@@ -263,3 +377,17 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         etcd_auth=config["auth"],
         **extra,
     )
+    return Program("clusternode", node, _listeners(node, config))
+
+
+def _listeners(node: IService, config: Options) -> list[tuple[object, str]]:
+    """The node's listening services, each with the option and value it binds."""
+    from twisted.application.internet import StreamServerEndpointService, UDPServer
+
+    named: list[tuple[object, str]] = []
+    for child in IServiceCollection(node):
+        if isinstance(child, UDPServer):
+            named.append((child, f"--udp-port {config['udp-port']}"))
+        elif isinstance(child, StreamServerEndpointService):
+            named.append((child, f"--http {config['http']}"))
+    return named
