@@ -10,8 +10,10 @@ from attrs import define, field
 from twisted.application.service import IServiceCollection, MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
     IReactorTime,
     IStreamServerEndpoint,
 )
@@ -21,7 +23,10 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from minietcd.gohttp import BoundedRequest
+from tapkit.endpoints import stream_endpoint
+from tapkit.listening import ListenFailed, Program, reason_of
 from tapkit.notls import without_tls
+from tapkit.servertls import server_tls
 from tapkit.version import version_line
 
 if TYPE_CHECKING:
@@ -31,6 +36,16 @@ DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 log = Logger()
 
 
+def is_tls(description: str) -> bool:
+    """Whether the endpoint C{description} serves TLS (an C{ssl:} endpoint)."""
+    return description.split(":", 1)[0].lower() == "ssl"
+
+
+def as_tcp(description: str) -> str:
+    """The C{tcp:} endpoint under an C{ssl:} one whose TLS the options give."""
+    return "tcp:" + description.split(":", 1)[1] if ":" in description else "tcp:"
+
+
 class Options(usage.Options):
     """Command-line options of C{twistd minietcd}."""
 
@@ -38,8 +53,18 @@ class Options(usage.Options):
     longdesc = (
         "Serve an etcd v2 compatible keys API (keys, directories, TTLs, watches) "
         "from memory. Listeners are Twisted endpoint strings; ssl: endpoints serve "
-        "HTTPS."
+        "HTTPS, with privateKey= and certKey= in the string or --cert-file and "
+        "--key-file; --client-cert-auth with --trusted-ca-file requires client "
+        "certificates on them, as etcd does."
     )
+    optFlags = [
+        [
+            "client-cert-auth",
+            None,
+            "Serve only clients with a certificate signed by --trusted-ca-file "
+            "on the ssl: listeners (needs --cert-file and --key-file).",
+        ],
+    ]
     optParameters = [
         [
             "advertise-client-url",
@@ -49,6 +74,21 @@ class Options(usage.Options):
             "[default: from the first listener, 0.0.0.0 and :: shown as 127.0.0.1]",
         ],
         ["name", None, "minietcd", "The member name."],
+        [
+            "cert-file",
+            None,
+            None,
+            "TLS certificate of the ssl: listeners (PEM), e.g. "
+            "--listen ssl:2379:interface=127.0.0.1 --cert-file c.pem --key-file k.pem.",
+        ],
+        ["key-file", None, None, "TLS key of the ssl: listeners (PEM)."],
+        [
+            "trusted-ca-file",
+            None,
+            None,
+            "CA certificate(s) (PEM) that sign the client certificates "
+            "--client-cert-auth accepts.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -56,7 +96,9 @@ class Options(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, endpoint: str) -> None:
-        """Listen on this endpoint (repeatable) [default: tcp:2379 on 127.0.0.1]."""
+        """Listen on this endpoint (repeatable): a port (2379 means
+        tcp:2379:interface=127.0.0.1) or an endpoint string;
+        tcp:2379:interface=0.0.0.0 serves every interface [default: 2379]."""
         self["listen"].append(endpoint)
 
     def opt_version(self) -> None:
@@ -74,8 +116,53 @@ class Options(usage.Options):
                 "--advertise-client-url must be an http://, https://, unix:// or "
                 f"unixs:// URL: {url!r}"
             )
-        if not any(d.split(":", 1)[0].lower() == "ssl" for d in self["listen"]):
+        if not any(is_tls(d) for d in self["listen"]):
             without_tls()
+        self["tls"] = self._tls()
+        self["listen"] = [self._endpoint(d) for d in self["listen"]]
+
+    def _endpoint(self, description: str) -> str:
+        """The endpoint string of one --listen (a bare port means 127.0.0.1)."""
+        if self["tls"] is None or not is_tls(description):
+            return stream_endpoint("--listen", description)
+        try:
+            stream_endpoint("--listen", as_tcp(description))
+        except usage.UsageError:
+            raise usage.UsageError(
+                f"--listen {description!r}: with --cert-file, an ssl: listener "
+                "takes what tcp: does (PORT, interface=, backlog=), not "
+                "privateKey= or certKey="
+            ) from None
+        return description
+
+    def _tls(self) -> Any:
+        """The CertificateOptions of --cert-file and its friends, or None."""
+        cert, key = self["cert-file"], self["key-file"]
+        ca, required = self["trusted-ca-file"], self["client-cert-auth"]
+        if required and ca is None:
+            raise usage.UsageError(
+                "--client-cert-auth needs --trusted-ca-file, the CA that signs "
+                "the client certificates"
+            )
+        if ca is not None and not required:
+            raise usage.UsageError(
+                "--trusted-ca-file is for --client-cert-auth: give both or neither"
+            )
+        if (cert is None) != (key is None):
+            raise usage.UsageError("--cert-file and --key-file go together")
+        if cert is None:
+            if required:
+                raise usage.UsageError(
+                    "--client-cert-auth needs --cert-file and --key-file, the "
+                    "certificate of the ssl: listeners it guards"
+                )
+            return None
+        if not any(is_tls(d) for d in self["listen"]):
+            raise usage.UsageError(
+                "--cert-file and --key-file serve ssl: listeners, and there is "
+                "none: add --listen ssl:2379:interface=127.0.0.1"
+            )
+        return server_tls(cert, key, ca)
 
 
 def client_url(description: str, address: object) -> str | None:
@@ -96,7 +183,7 @@ class Listener(Service):
 
     endpoint: IStreamServerEndpoint
     description: str
-    site: Site
+    factory: IProtocolFactory
     api: KeysAPI
     advertise: bool
     port: IListeningPort | None = field(default=None, init=False)
@@ -104,12 +191,15 @@ class Listener(Service):
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
-        listening = self.endpoint.listen(self.site)
+        listening = self.endpoint.listen(self.factory)
         self._listening = listening
         failures: list[Failure] = []
         listening.addCallbacks(self._listened, failures.append)
         if failures:
-            # Let twistd report a port it cannot bind, and exit.
+            # Let twistd report a port it cannot bind, on one line (Program), and exit.
+            error = failures[0].value
+            if isinstance(error, CannotListenError | OSError):
+                raise ListenFailed(f"--listen {self.description}", reason_of(error))
             failures[0].raiseException()
         listening.addErrback(
             lambda failure: log.failure(
@@ -182,8 +272,9 @@ def serving_site(api: KeysAPI, reactor: IReactorTime) -> Site:
     return site
 
 
-def makeService(config: Options, reactor: Any = None) -> MultiService:
-    """The minietcd service: one store and API behind every listener."""
+def makeService(config: Options, reactor: Any = None) -> Program:
+    """The minietcd service: one store and API behind every listener, as a
+    L{Program}, so that a port it cannot listen on ends twistd with one line."""
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
@@ -201,13 +292,21 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:
     site = serving_site(api, reactor)
     parent = MultiService()
     APIService(api).setServiceParent(parent)
+    tls = config["tls"]
     for number, description in enumerate(config["listen"]):
+        factory: IProtocolFactory = site
+        endpoint_text = description
+        if tls is not None and is_tls(description):
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(tls, False, site)
+            endpoint_text = as_tcp(description)
         listener = Listener(
-            endpoints.serverFromString(reactor, description),
+            endpoints.serverFromString(reactor, endpoint_text),
             description,
-            site,
+            factory,
             api,
             advertise=(number == 0 and not advertised),
         )
         listener.setServiceParent(IServiceCollection(parent))
-    return parent
+    return Program("minietcd", parent)

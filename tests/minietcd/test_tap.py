@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from typing import Any
 
 import twisted.test
@@ -22,6 +24,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from minietcd.api import KeysAPI
 from minietcd.gohttp import BoundedRequest
 from minietcd.tap import APIService, Listener, Options, client_url, makeService
+from tapkit.listening import ListenFailed, Program
+from tests.harness.certs import Pki, make_pki
 
 
 def options(*argv: str) -> Options:
@@ -30,13 +34,24 @@ def options(*argv: str) -> Options:
     return config
 
 
-def listeners(service: Any) -> list[Listener]:
-    return [child for child in service if isinstance(child, Listener)]
+def listeners(program: Any) -> list[Listener]:
+    return [child for child in program.service if isinstance(child, Listener)]
 
 
-def api_of(service: Any) -> KeysAPI:
-    [api_service] = [child for child in service if isinstance(child, APIService)]
+def api_of(program: Any) -> KeysAPI:
+    [api_service] = [
+        child for child in program.service if isinstance(child, APIService)
+    ]
     return api_service.api
+
+
+def usage_error(*argv: str) -> str:
+    """The one line a bad command line gets."""
+    try:
+        options(*argv)
+    except usage.UsageError as e:
+        return str(e)
+    raise AssertionError(f"{argv} parsed")
 
 
 class OptionsTests(SynchronousTestCase):
@@ -82,6 +97,72 @@ class OptionsTests(SynchronousTestCase):
                 usage.UsageError, options, "--advertise-client-url", bad
             )
             self.assertIn("http://, https://, unix:// or unixs://", str(error))
+
+    def test_bare_port_is_local(self) -> None:
+        """--listen 2379 listens on 127.0.0.1:2379 only."""
+        self.assertEqual(
+            options("--listen", "2379")["listen"], ["tcp:2379:interface=127.0.0.1"]
+        )
+
+    def test_not_an_endpoint(self) -> None:
+        """A --listen that is no endpoint is one line naming --listen and the forms."""
+        error = usage_error("--listen", "localhost:2379")
+        self.assertTrue(
+            error.startswith("--listen 'localhost:2379' is not an endpoint")
+        )
+        self.assertIn("tcp:PORT:interface=ADDR", error)
+
+    def test_help_examples_bind_localhost(self) -> None:
+        """--help says a port binds 127.0.0.1 and how to serve every interface."""
+        text = " ".join(str(Options()).split())
+        self.assertIn("2379 means tcp:2379:interface=127.0.0.1", text)
+        self.assertIn("tcp:2379:interface=0.0.0.0 serves every interface", text)
+
+    def test_tls_flag_mistakes(self) -> None:
+        """etcd's TLS flags, misused, each get one line saying what is missing."""
+        pki = make_pki(self.mktemp_dir())
+        ssl = ["--listen", "ssl:0:interface=127.0.0.1"]
+        cert = ["--cert-file", pki.server_cert, "--key-file", pki.server_key]
+        cases = [
+            (["--client-cert-auth", *ssl, *cert], "needs --trusted-ca-file"),
+            (["--trusted-ca-file", pki.ca, *ssl, *cert], "give both or neither"),
+            (["--cert-file", pki.server_cert, *ssl], "go together"),
+            (
+                ["--client-cert-auth", "--trusted-ca-file", pki.ca, *ssl],
+                "needs --cert-file and --key-file",
+            ),
+            (cert, "there is none"),
+            (
+                ["--cert-file", "/nonexistent", "--key-file", pki.server_key, *ssl],
+                "--cert-file /nonexistent: No such file",
+            ),
+            (
+                ["--cert-file", pki.server_cert, "--key-file", pki.client_key, *ssl],
+                "not a PEM certificate and its key",
+            ),
+            (
+                [
+                    "--trusted-ca-file",
+                    pki.server_key,
+                    "--client-cert-auth",
+                    *ssl,
+                    *cert,
+                ],
+                "no PEM certificate",
+            ),
+            (
+                ["--listen", f"ssl:0:privateKey={pki.server_key}", *cert],
+                "not privateKey= or certKey=",
+            ),
+        ]
+        for argv, needle in cases:
+            with self.subTest(argv=argv):
+                self.assertIn(needle, usage_error(*argv))
+
+    def mktemp_dir(self) -> str:
+        path = FilePath(self.mktemp())
+        path.makedirs()
+        return str(path.path)
 
     def test_plugin(self) -> None:
         """The twistd plugin is named minietcd and points at minietcd.tap."""
@@ -175,11 +256,20 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(reactor.getDelayedCalls(), [])
         self.assertFalse(IService(service).running)
 
-    def test_listen_failure_is_raised(self) -> None:
-        """A port that cannot be bound makes startService fail (twistd exits)."""
-        reactor = _FailingReactor(listenException=OSError("address in use"))
+    def test_listen_failure_is_one_line(self) -> None:
+        """A port that cannot be bound fails startService with one line naming
+        --listen (twistd exits 1)."""
+        self.patch(sys, "excepthook", sys.excepthook)
+        reactor = _FailingReactor(listenException=OSError(98, "Address in use"))
+        stderr = io.StringIO()
         service = makeService(options("--listen", "tcp:1"), reactor=reactor)
-        self.assertRaises(OSError, service.startService)
+        assert isinstance(service, Program)
+        service.stderr = stderr
+        error = self.assertRaises(ListenFailed, service.startService)
+        self.assertEqual(str(error), "--listen tcp:1: address already in use")
+        self.assertEqual(
+            stderr.getvalue(), "minietcd: --listen tcp:1: address already in use\n"
+        )
 
 
 class _FailingReactor(RaisingMemoryReactor, Clock):
@@ -235,6 +325,84 @@ class LiveServerTests(TestCase):
         self.assertTrue(head.startswith(b"HTTP/1.0 200 OK"))
         [member] = json.loads(body)["members"]
         self.assertEqual(member["clientURLs"], [f"https://127.0.0.1:{port}"])
+
+    def tls_server(self, pki: Pki) -> int:
+        """Start minietcd on an ssl: listener requiring client certs; its port."""
+        from twisted.internet import reactor
+
+        config = options(
+            "--listen",
+            "ssl:0:interface=127.0.0.1",
+            "--cert-file",
+            pki.server_cert,
+            "--key-file",
+            pki.server_key,
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            pki.ca,
+        )
+        service = makeService(config, reactor=reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [listener] = listeners(service)
+        assert listener.port is not None
+        return int(listener.port.getHost().port)
+
+    def tls_get(self, pki: Pki, port: int, *, with_cert: bool) -> Any:
+        """GET /v2/members over TLS trusting the test CA; the raw answer."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import SSL4ClientEndpoint
+        from twisted.internet.ssl import (
+            Certificate,
+            PrivateCertificate,
+            optionsForClientTLS,
+        )
+
+        def content(path: str) -> bytes:
+            return FilePath(path).getContent()
+
+        client = None
+        if with_cert:
+            client = PrivateCertificate.loadPEM(
+                content(pki.client_cert) + b"\n" + content(pki.client_key)
+            )
+        tls = optionsForClientTLS(
+            "127.0.0.1",
+            trustRoot=Certificate.loadPEM(content(pki.ca)),
+            clientCertificate=client,
+        )
+        raw = _Raw(b"GET /v2/members HTTP/1.0\r\n\r\n")
+        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port, tls)
+        connected = connectProtocol(endpoint, raw)
+        return connected.addCallback(lambda _: raw.done)
+
+    @defer.inlineCallbacks
+    def test_client_cert_auth_serves_a_signed_client(self) -> Any:
+        """With --client-cert-auth, a client with a CA-signed certificate is served."""
+        pki = make_pki(self.mktemp_dir())
+        port = self.tls_server(pki)
+        answer = yield self.tls_get(pki, port, with_cert=True)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200 OK"))
+        [member] = json.loads(body)["members"]
+        self.assertEqual(member["clientURLs"], [f"https://127.0.0.1:{port}"])
+
+    @defer.inlineCallbacks
+    def test_client_cert_auth_refuses_a_client_without_one(self) -> Any:
+        """With --client-cert-auth, a client without a certificate gets no answer."""
+        pki = make_pki(self.mktemp_dir())
+        port = self.tls_server(pki)
+        try:
+            answer = yield self.tls_get(pki, port, with_cert=False)
+        except Exception as e:  # TLS 1.2 fails the handshake itself
+            answer = b""
+            self.assertIn("SSL", type(e).__name__ + repr(e))
+        self.assertEqual(answer, b"")
+
+    def mktemp_dir(self) -> str:
+        path = FilePath(self.mktemp())
+        path.makedirs()
+        return str(path.path)
 
     @defer.inlineCallbacks
     def test_port_zero_is_advertised_and_served(self) -> Any:
