@@ -1,7 +1,8 @@
 """
 The README tells the truth: the embedding example it shows is docs/embedded_node.py,
 that program really runs (two copies against minietcd find each other, elect, talk,
-and leave cleanly, on Ctrl-C too), and every command-line option is documented.
+and leave cleanly, on Ctrl-C too), every command-line option is documented, the
+Markdown parses as intended (CommonMark), and the test command's set-up never fails.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
+import tomllib
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from minietcd.tap import Options as MiniEtcdOptions
 from tests.harness.childprocess import OutputProcess
+from tests.harness.requirements import missing
 from tests.harness.servers import MiniEtcdProcess
 from twistednode.tap import Options as ClusterNodeOptions
 
@@ -149,3 +154,105 @@ class QuickstartTests(SynchronousTestCase):
         script = (ROOT / ".ci" / "run").read_text("utf-8")
         last = [line for line in script.splitlines() if line.strip()][-1]
         self.assertEqual(last, run_tests)
+
+
+HEADINGS = (
+    "twistednode",
+    "Quickstart",
+    "What the demo shows",
+    "How it works",
+    "Running nodes",
+    "`twistd -n clusternode` options",
+    "`twistd -n minietcd` options",
+    "The status API",
+    "Logging",
+    "Embedding a node in your application",
+    "Running against a real etcd",
+    "Compared with node-discover",
+    "Limits of the node-discover election",
+    "Compared with etcd: what minietcd serves",
+    "Troubleshooting",
+    "Development",
+)
+"""Every heading of the README, in order, as CommonMark must parse them."""
+
+
+def parse_readme() -> list[Any]:
+    """The README as markdown-it-py's CommonMark tokens (skip if it is missing)."""
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError:
+        missing(
+            "markdown-it-py not installed (tox installs it: pip install markdown-it-py)"
+        )
+        raise
+    return list(MarkdownIt("commonmark").parse(README.read_text("utf-8")))
+
+
+class MarkdownTests(SynchronousTestCase):
+    """The README renders as written: on GitHub, every section is there."""
+
+    def test_headings(self) -> None:
+        """Every expected heading is parsed as a heading, in order, and no other."""
+        tokens = parse_readme()
+        headings = [
+            tokens[i + 1].content
+            for i, token in enumerate(tokens)
+            if token.type == "heading_open"
+        ]
+        self.assertEqual(headings, list(HEADINGS))
+
+    def test_fences_closed(self) -> None:
+        """Every fenced block ends with a closing fence line (no "``` It")."""
+        lines = README.read_text("utf-8").splitlines()
+        fences = [t for t in parse_readme() if t.type == "fence"]
+        self.assertGreater(len(fences), 10)
+        for fence in fences:
+            assert fence.map is not None
+            last = lines[fence.map[1] - 1].strip() if fence.map[1] <= len(lines) else ""
+            self.assertTrue(
+                last
+                and set(last) == {fence.markup[0]}
+                and len(last) >= len(fence.markup),
+                f"the fence opened on line {fence.map[0] + 1} is not closed: {last!r}",
+            )
+
+    def test_links_and_license(self) -> None:
+        """node-discover and etcd are linked; LICENSE is pyproject's MIT license."""
+        readme = README.read_text("utf-8")
+        self.assertIn("(https://github.com/wankdanker/node-discover)", readme)
+        self.assertIn("(https://etcd.io)", readme)
+        self.assertIn("(LICENSE)", readme)
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+        self.assertEqual(pyproject["project"]["license"], "MIT")
+        license_text = (ROOT / "LICENSE").read_text("utf-8")
+        self.assertTrue(license_text.startswith("MIT License\n"))
+        self.assertIn("Permission is hereby granted, free of charge", license_text)
+
+
+class SetupTests(SynchronousTestCase):
+    """The test command's set-up never fails for a missing component."""
+
+    def test_missing_components_reported_not_failed(self) -> None:
+        """With nothing installable, set-up exits 0 with one line per component."""
+        everything = "etcd etcdctl chromium node npm"
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.harness.setup_machine"],
+            cwd=ROOT,
+            env=dict(
+                os.environ,
+                TWISTEDNODE_WITHOUT=everything,
+                TWISTEDNODE_NO_INSTALL="1",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertEqual(
+            [line.split()[1] for line in lines], everything.split(), result.stdout
+        )
+        for line in lines:
+            self.assertRegex(line, r"^setup: \S+ missing, .* will skip$")
