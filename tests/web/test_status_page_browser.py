@@ -27,6 +27,7 @@ from twisted.web.server import Site
 from tests.harness.browser import Browser, assert_png
 from tests.harness.requirements import require_binary
 from tests.web.test_status import NODE_IDS, FakeCluster
+from twistednode.discovery.settings import default_weight
 from twistednode.web.status import StatusAPI
 
 NODES = "document.querySelectorAll('#ring [data-node-id]')"
@@ -100,7 +101,7 @@ class StatusPageBrowserTests(TestCase):
     timeout = 120
 
     async def open_page(
-        self, start_pushing: bool
+        self, start_pushing: bool, query: str = ""
     ) -> tuple[FakeCluster, StatusAPI, Server, Browser]:
         chromium = require_binary("chromium", "chromium")
         from twisted.internet import reactor
@@ -115,10 +116,11 @@ class StatusPageBrowserTests(TestCase):
         self.addCleanup(server.close)
         browser = await Browser.start(cast(IReactorProcess, reactor), chromium)
         self.addCleanup(browser.close)
-        await browser.open(server.url)
+        await browser.open(server.url + query)
         await browser.wait_for(
             f"{NODES}.length === 3 && "
-            "document.getElementById('app').dataset.connection === 'live'"
+            "document.getElementById('app').dataset.connection === "
+            f"'{'polling' if query else 'live'}'"
         )
         return cluster, api, server, browser
 
@@ -269,9 +271,9 @@ class StatusPageBrowserTests(TestCase):
         self.assertEqual(await browser.evaluate(f"{MASTERS}.length"), 1)
         self.assertEqual(browser.console, [])
 
-    async def test_long_default_weight_fits_the_card(self) -> None:
-        """node-discover's default weight (a long fraction) is cut to six digits on
-        the card, whole in its tooltip and in the table."""
+    async def test_long_weight_fits_the_card(self) -> None:
+        """A long weight that is no start time is cut to six digits on the card,
+        whole in its tooltip and in the table."""
         cluster, api, server, browser = await self.open_page(start_pushing=False)
         weight = -0.17642112001234
         original = cluster.document
@@ -298,4 +300,64 @@ class StatusPageBrowserTests(TestCase):
             "document.getElementById('nodes-body').innerText"
         )
         self.assertIn(str(weight), table)
+        self.assertEqual(browser.console, [])
+
+    async def test_default_weight_shown_as_start_time(self) -> None:
+        """node-discover's default weight (minus the start time) reads as that time:
+        "started HH:MM:SS, oldest wins"; the number stays in the tooltip and table."""
+        cluster, api, server, browser = await self.open_page(start_pushing=False)
+        started_ms = int((cluster.now - 320) * 1000) + 123
+        weight = default_weight(started_ms)
+        original = cluster.document
+
+        def document() -> dict[str, Any]:
+            doc = original()
+            doc["members"][0]["weight"] = weight
+            doc["members"][1]["weight"] = weight - 1e-13
+            return doc
+
+        api.provider = document
+        api.changed()
+        node = f"document.querySelector('#ring [data-node-id=\"{NODE_IDS[1]}\"]')"
+        card = f"{node}.querySelector('.meta')"
+        await browser.wait_for(f"{node}.dataset.weight === 'start-time'")
+        shown = await browser.evaluate(f"{card}.innerText")
+        self.assertRegex(shown, r"^started \d\d:\d\d:\d\d, oldest wins$")
+        # Local time: the seconds are the same in every time zone.
+        self.assertEqual(int(shown[14:16]), started_ms // 1000 % 60)
+        title = await browser.evaluate(f"{card}.title")
+        self.assertIn(f"weight {weight}", title)
+        self.assertIn("2025-11-24T15:54:40.123Z", title)
+        self.assertEqual(
+            await browser.evaluate(f"{card}.scrollWidth <= {card}.clientWidth"),
+            True,
+        )
+        # Not eligible: the start time, without "oldest wins".
+        other = f'#ring [data-node-id="{NODE_IDS[2]}"] .meta'
+        self.assertRegex(
+            await browser.evaluate(f"document.querySelector('{other}').innerText"),
+            r"^started \d\d:\d\d:\d\d · not eligible$",
+        )
+        row = await browser.evaluate(
+            f"document.querySelector('#nodes-body [data-row-id=\"{NODE_IDS[1]}\"]')"
+            ".innerText"
+        )
+        self.assertIn(shown.split(",")[0], row)
+        self.assertIn(str(weight), row)
+        # This node's own weight (1) is no start time: a number.
+        self.assertIn(
+            "weight 1 · eligible", await browser.evaluate(node_text(NODE_IDS[0]))
+        )
+        self.assertEqual(browser.console, [])
+
+    async def test_poll_only(self) -> None:
+        """With ?poll the page draws from polling alone (for a headless screenshot)."""
+        cluster, api, server, browser = await self.open_page(
+            start_pushing=True, query="?poll"
+        )
+        self.assertEqual(
+            await browser.evaluate("document.getElementById('app').dataset.via"),
+            "poll",
+        )
+        self.assertEqual(api.subscriber_count, 0)
         self.assertEqual(browser.console, [])

@@ -17,6 +17,15 @@
   const MAP_W = 1000;
   const MAP_MARGIN = 40; // above and below the drawing
   const MAP_MIN_H = 300;
+  // node-discover's default weight is -(ms / 10**13) for a process started at epoch ms
+  // (13 digits from 2001 to 2286): the oldest process is the heaviest and wins.
+  const WEIGHT_SCALE = 1e13;
+  const EARLIEST_MS = 1e12;
+  const CLOCK_SKEW_MS = 5 * 60 * 1000; // another host's clock may be ahead of this one
+  // "?poll" in the page's address: no event stream, only polling. For a headless
+  // screenshot: chromium's --virtual-time-budget runs out only while the network is
+  // idle, which it never is with a stream open.
+  const POLL_ONLY = new URLSearchParams(window.location.search).has("poll");
 
   const app = document.getElementById("app");
   const ring = document.getElementById("ring");
@@ -40,13 +49,56 @@
     return value === null || value === undefined ? "" : String(value);
   }
 
-  // A weight short enough for a card: node-discover's default (-0.17642112001234)
-  // keeps six significant digits there; the table and the tooltip show it whole.
+  // A weight short enough for a card: a long fraction (-0.17642112001234) keeps six
+  // significant digits there; the table and the tooltip show it whole.
   function shortWeight(value) {
     const s = text(value);
     if (typeof value !== "number" || s.length <= 10) return s;
     const p = value.toPrecision(6);
     return p.includes("e") ? p : String(Number(p));
+  }
+
+  // The start time a default weight stands for, as a Date, or null for any other
+  // weight: a whole number of milliseconds, not after the document's time.
+  function startedFromWeight(weight, now) {
+    if (typeof weight !== "number" || !(weight < 0 && weight > -1)) return null;
+    const ms = -weight * WEIGHT_SCALE;
+    const whole = Math.round(ms);
+    if (Math.abs(ms - whole) > 0.01 || whole < EARLIEST_MS) return null;
+    if (typeof now === "number" && isFinite(now) && whole > now * 1000 + CLOCK_SKEW_MS) return null;
+    return new Date(whole);
+  }
+
+  function pad2(n) {
+    return String(n).padStart(2, "0");
+  }
+
+  function calendarDay(date) {
+    return date.getFullYear() + "-" + pad2(date.getMonth() + 1) + "-" + pad2(date.getDate());
+  }
+
+  // "started 12:01:03", with the date when that was not on the document's day.
+  function startedText(started, now) {
+    const day = calendarDay(started);
+    const today = typeof now === "number" && isFinite(now) ? calendarDay(new Date(now * 1000)) : day;
+    const time = pad2(started.getHours()) + ":" + pad2(started.getMinutes()) + ":" + pad2(started.getSeconds());
+    return "started " + (day === today ? "" : day + " ") + time;
+  }
+
+  // The card's line on the election: a default weight as the start time it stands for.
+  function electionLine(n, now) {
+    const eligibility = n.claims ? "claims master" : n.isMasterEligible === false ? "not eligible" : "eligible";
+    const started = startedFromWeight(n.weight, now);
+    if (started === null) return "weight " + shortWeight(n.weight) + " · " + eligibility;
+    const when = startedText(started, now);
+    return eligibility === "eligible" ? when + ", oldest wins" : when + " · " + eligibility;
+  }
+
+  function weightTitle(n, now) {
+    const started = startedFromWeight(n.weight, now);
+    const whole = "weight " + text(n.weight);
+    if (started === null) return whole;
+    return whole + ": node-discover's default, minus the start time (" + started.toISOString() + "); the oldest node wins";
   }
 
   function shortId(id) {
@@ -221,10 +273,10 @@
       li.querySelector(".name").textContent = shortId(n.id);
       li.querySelector(".name").title = n.id;
       li.querySelector(".addr").textContent = address(n);
-      li.querySelector(".meta").textContent =
-        "weight " + shortWeight(n.weight) + " · " +
-        (n.claims ? "claims master" : n.isMasterEligible === false ? "not eligible" : "eligible");
-      li.querySelector(".meta").title = "weight " + text(n.weight);
+      const started = startedFromWeight(n.weight, doc.now);
+      li.dataset.weight = started === null ? "number" : "start-time";
+      li.querySelector(".meta").textContent = electionLine(n, doc.now);
+      li.querySelector(".meta").title = weightTitle(n, doc.now);
       li.dataset.claims = String(n.claims);
       li.querySelector(".seen").textContent = heard(n, doc);
       const adv = advertisement(n.advertisement);
@@ -319,7 +371,7 @@
         roleCell,
         el("td", "mono", address(n)),
         el("td", "", text(n.hostName)),
-        el("td", "num", text(n.weight)),
+        weightCell(n, doc.now),
         seen,
         el("td", "", n.me ? "self" : text(n.source)),
         el("td", "cell-adv", advertisement(n.advertisement))
@@ -327,6 +379,17 @@
       return tr;
     });
     document.getElementById("nodes-body").replaceChildren(...rows);
+  }
+
+  function weightCell(n, now) {
+    const started = startedFromWeight(n.weight, now);
+    const td = el("td", "num", text(n.weight));
+    if (started !== null) {
+      td.textContent = startedText(started, now) + " (" + text(n.weight) + ")";
+      td.className = "cell-weight";
+    }
+    td.title = weightTitle(n, now);
+    return td;
   }
 
   function drawPairs(id, pairs, empty) {
@@ -468,5 +531,6 @@
   }, 1000);
 
   setMode("connecting");
-  openStream();
+  if (POLL_ONLY) startPolling();
+  else openStream();
 })();
