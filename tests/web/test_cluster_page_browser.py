@@ -44,7 +44,7 @@ STARS = (
 HOSTS = ("alpha", "bravo", "charlie")
 ROLES = ("web", "worker", "worker")
 WEIGHTS = (3.0, 2.0, 1.0)
-"""Explicit weights: the heaviest node wins, and the page shows short numbers."""
+"""Explicit weights, so that the page shows short numbers."""
 
 START = 30.0
 """Seconds for the nodes to start and agree (they take about one on an idle box)."""
@@ -111,8 +111,9 @@ class ClusterPageBrowserTests(TestCase):
             START,
             "three nodes agreeing on one master",
         )
+        # Which node wins is the election's business (tests/election,
+        # tests/integration); the page must show the one the nodes agree on.
         master = agreed_master_of(agreed.views)
-        self.assertEqual(master, nodes[0].id, "the heaviest node is master")
         assert master is not None
         # Watch from a node that will survive the kill.
         viewer = next(n for n in nodes if n.id != master)
@@ -182,7 +183,6 @@ class ClusterPageBrowserTests(TestCase):
         seen = time.monotonic() - killed
         new_master = await browser.evaluate(f"{MASTERS}[0].dataset.nodeId")
         self.assertIn(new_master, survivors)
-        self.assertEqual(new_master, nodes[1].id, "the heavier survivor takes over")
         self.assertEqual(await browser.evaluate(STARS), [new_master])
         # The page shows what the nodes themselves agree on.
         after = wait_for_cluster(
