@@ -22,7 +22,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from minietcd.gohttp import BoundedRequest
+from minietcd.gohttp import GoSite
 from tapkit.endpoints import stream_endpoint
 from tapkit.listening import ListenFailed, Program, reason_of
 from tapkit.notls import without_tls
@@ -253,7 +253,7 @@ class APIService(Service):
         self.api.stop()
 
 
-class QuietSite(Site):
+class QuietSite(GoSite):
     """A site without per-request access logging (etcd logs none either)."""
 
     def log(self, request: object) -> None:
@@ -268,7 +268,6 @@ def serving_site(api: KeysAPI, reactor: IReactorTime) -> Site:
     fan-out a fifth of its time.
     """
     site = QuietSite(api.resource(), timeout=None, reactor=reactor)
-    site.requestFactory = BoundedRequest  # type: ignore[assignment]
     return site
 
 
