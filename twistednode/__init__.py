@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     )
     from twistednode.discovery.settings import Settings, make_settings
     from twistednode.discovery.wire import Envelope, MessageTooLarge
+    from twistednode.election.fencing import EpochFence, StaleEpoch, v3_master_guard
     from twistednode.etcd.tls import ClientTLS
     from twistednode.etcd.v3 import Credentials
-    from twistednode.node import ClusterNode, EventName
+    from twistednode.node import ClusterNode, EventName, Leadership
 
 #: Where each public name lives (imported when first asked for).
 _HOMES = {
@@ -53,6 +54,10 @@ _HOMES = {
     "MessageTooLarge": "twistednode.discovery.wire",
     "Credentials": "twistednode.etcd.v3",
     "ClientTLS": "twistednode.etcd.tls",
+    "Leadership": "twistednode.node",
+    "EpochFence": "twistednode.election.fencing",
+    "StaleEpoch": "twistednode.election.fencing",
+    "v3_master_guard": "twistednode.election.fencing",
 }
 
 __all__ = [
@@ -62,7 +67,9 @@ __all__ = [
     "Credentials",
     "Demotion",
     "Envelope",
+    "EpochFence",
     "EventName",
+    "Leadership",
     "MasterSeen",
     "Member",
     "MembershipEvent",
@@ -70,8 +77,10 @@ __all__ = [
     "Promotion",
     "Removed",
     "Settings",
+    "StaleEpoch",
     "__version__",
     "make_settings",
+    "v3_master_guard",
 ]
 
 
