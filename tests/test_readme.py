@@ -169,6 +169,7 @@ HEADINGS = (
     "Embedding a node in your application",
     "Running against a real etcd",
     "Compared with node-discover",
+    "The master: a leased, fenced election",
     "Limits of the node-discover election",
     "Compared with etcd: what minietcd serves",
     "Troubleshooting",

@@ -209,6 +209,49 @@ class EtcdPasswordTests(SynchronousTestCase):
         self.assertIn("--etcd-user must be USER", usage_error("--etcd-user", ":p"))
 
 
+class ElectionOptionTests(SynchronousTestCase):
+    def test_default_is_auto_with_a_two_second_master_key(self) -> None:
+        options = parse()
+        self.assertEqual(options["election"], "auto")
+        self.assertEqual(options["master-ttl"], 2)
+
+    def test_mistakes_name_the_option(self) -> None:
+        self.assertEqual(
+            usage_error("--election", "raft"),
+            "--election must be auto, lease or node-discover, not 'raft'",
+        )
+        self.assertEqual(
+            usage_error("--master-ttl", "1"), "--master-ttl must be at least 2 seconds"
+        )
+        self.assertEqual(
+            usage_error("--master-ttl", "2.5"), "--master-ttl: '2.5' is not an integer"
+        )
+        self.assertEqual(
+            usage_error("--election", "lease", "--no-etcd", "--peer", "h"),
+            "--election lease needs a registry (not --no-etcd)",
+        )
+        self.assertIn(
+            "use --election node-discover",
+            usage_error("--election", "lease", "--masters-required", "2"),
+        )
+
+    def test_node_runs_the_election_asked_for(self) -> None:
+        reactor = MemoryUDPReactor()
+        reactor.advance(1_790_000_000)
+        cases = [
+            ((), "lease"),
+            (("--election", "node-discover"), "node-discover"),
+            (("--masters-required", "2"), "node-discover"),
+            (("--no-etcd", "--peer", "h"), "node-discover"),
+            (("--election", "lease", "--master-ttl", "5"), "lease"),
+        ]
+        for args, mode in cases:
+            node = node_of(makeService(parse(*args), reactor=reactor))
+            self.assertEqual(node.election_mode, mode, args)
+        node = node_of(makeService(parse("--master-ttl", "5"), reactor=reactor))
+        self.assertEqual(node.master_ttl, 5)
+
+
 class MakeServiceTests(SynchronousTestCase):
     def test_builds_node_from_options(self) -> None:
         """makeService gives a ClusterNode carrying what the options said."""

@@ -131,8 +131,9 @@ class ClusterNode(MultiService):
     @ivar etcd_api: "auto" (ask the server), "v2" or "v3"; see L{make_backend}.
     @ivar etcd_tls: client TLS for https:// etcd URLs (L{tls_from_options}).
     @ivar etcd_auth: a v3 user and password.
-    @ivar election: "lease", "node-discover", or "auto": lease with a registry,
-        node-discover without one.
+    @ivar election: "lease", "node-discover", or "auto": lease with a registry and
+        one master required, node-discover otherwise (no registry, or
+        C{masters_required} above one, which a single lease cannot give).
     @ivar master_ttl: the master key's time to live (lease mode), whole seconds
         >= 2: how long a crashed master keeps the key.
     @ivar monotonic: the clock terms are judged on; default C{time.monotonic} on a
@@ -440,7 +441,8 @@ class ClusterNode(MultiService):
                 f"not {self.election!r}"
             )
         if self.election == "node-discover" or (
-            self.election == "auto" and not self.etcd_urls
+            self.election == "auto"
+            and (not self.etcd_urls or self.settings.masters_required != 1)
         ):
             return "node-discover"
         if not self.etcd_urls:

@@ -23,6 +23,7 @@ from tapkit.listening import Program
 from tapkit.notls import without_tls
 from tapkit.version import version_line
 from twistednode.discovery.settings import Settings, make_settings
+from twistednode.election.lease import MIN_TTL
 from twistednode.registry.record import check_cluster_name
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
@@ -114,7 +115,8 @@ class Options(usage.Options):
     longdesc = (
         "Run one node of a cluster: register in etcd (or minietcd), learn every peer "
         "from the registry, exchange node-discover 1.2.1 UDP hellos with them and "
-        "elect exactly one master."
+        "agree on one master: by default the holder of a leased, fenced key in the "
+        "registry (--election)."
     )
     optFlags = [
         [
@@ -206,6 +208,22 @@ class Options(usage.Options):
             _positive_seconds("master-timeout"),
         ],
         ["ttl", None, 10, "Registry record TTL in seconds.", _integer("ttl")],
+        [
+            "election",
+            None,
+            "auto",
+            "Who picks the master: lease (the holder of the registry's master "
+            "key; one master, fenced by an epoch), node-discover (node-discover's "
+            "hello rules), or auto (lease with a registry and one master, else "
+            "node-discover).",
+        ],
+        [
+            "master-ttl",
+            None,
+            2,
+            "Lease election: seconds a crashed master keeps the key (>= 2).",
+            _integer("master-ttl"),
+        ],
         ["legacy-key", None, None, "node-discover 'key' (weak, legacy encryption)."],
         ["node-id", None, None, "Node id (a UUID; default: a new random one)."],
         ["etcd-cacert", None, None, "CA file to verify an https:// etcd."],
@@ -265,6 +283,7 @@ class Options(usage.Options):
             self["etcd-urls"] = urls
         if self["no-etcd"] and not self["peers"]:
             raise usage.UsageError("--no-etcd needs at least one --peer")
+        self._check_election()
         if self["advertisement"] is not None:
             try:
                 self["advertisement"] = json.loads(self["advertisement"])
@@ -297,6 +316,25 @@ class Options(usage.Options):
         except (OSError, ValueError) as e:
             raise usage.UsageError(f"etcd TLS: {e}") from None
         self["auth"] = self._credentials()
+
+    def _check_election(self) -> None:
+        """Refuse an --election the other options cannot give."""
+        if self["election"] not in ("auto", "lease", "node-discover"):
+            raise usage.UsageError(
+                f"--election must be auto, lease or node-discover, "
+                f"not {self['election']!r}"
+            )
+        if self["master-ttl"] < MIN_TTL:
+            raise usage.UsageError(f"--master-ttl must be at least {MIN_TTL} seconds")
+        if self["election"] != "lease":
+            return
+        if self["no-etcd"]:
+            raise usage.UsageError("--election lease needs a registry (not --no-etcd)")
+        if self["masters-required"] != 1:
+            raise usage.UsageError(
+                "--election lease has exactly one master: drop --masters-required "
+                "or use --election node-discover"
+            )
 
     def _credentials(self) -> Any:
         """The etcd v3 Credentials of --etcd-user and its password, or None."""
@@ -375,6 +413,8 @@ def makeService(config: Options, reactor: Any = None) -> Program:
         etcd_api=config["etcd-api"],
         etcd_tls=config["tls"],
         etcd_auth=config["auth"],
+        election=config["election"],
+        master_ttl=config["master-ttl"],
         **extra,
     )
     return Program("clusternode", node, _listeners(node, config))

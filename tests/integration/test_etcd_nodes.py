@@ -65,14 +65,23 @@ class NodesOnEtcdV3Tests(TestCase):
     def settle(self, nodes: list[ClusterNodeProcess]) -> str:
         ids = [n.id for n in nodes]
 
-        def ready(views: list[NodeView]) -> bool:
-            return all_see_all(views, ids) and agreed_master_of(views) is not None
-
-        wait = wait_for_cluster(nodes, ready, 20, "three nodes and one master")
-        for node in nodes:
+        def listed(node: ClusterNodeProcess) -> bool:
+            # Hellos can introduce a peer before the watch reports its record.
             registry = registry_of(node)
-            self.assertEqual(registry["state"], "watching")
-            self.assertEqual(set(registry["peers"]), set(ids) - {node.id})
+            return registry["state"] == "watching" and set(registry["peers"]) == (
+                set(ids) - {node.id}
+            )
+
+        def ready(views: list[NodeView]) -> bool:
+            return (
+                all_see_all(views, ids)
+                and agreed_master_of(views) is not None
+                and all(listed(node) for node in nodes)
+            )
+
+        wait = wait_for_cluster(
+            nodes, ready, 20, "three nodes, one master, all in the registry"
+        )
         master = agreed_master_of(wait.views)
         assert master is not None
         return master
