@@ -83,6 +83,9 @@ ELECTION_MODES: tuple[str, ...] = ("auto", "lease", "node-discover")
 #: How much earlier than the next lighter candidate the heavier one campaigns.
 HEAD_START_STEP = 0.025
 HEAD_START_STEPS = 4
+#: node-discover election with a registry: no promotion before the first listing
+#: for this many record TTLs after the bind (a registry outage at start-up).
+LISTING_WAIT_TTLS = 3
 
 
 @frozen
@@ -194,6 +197,7 @@ class ClusterNode(MultiService):
             started_at=self.reactor.seconds(),
             static_peers=bool(self.static_peers),
             external_election=self._mode == "lease",
+            listing_wait=LISTING_WAIT_TTLS * self.ttl if self.etcd_urls else None,
         )
         key = (
             None
@@ -619,7 +623,14 @@ class ClusterNode(MultiService):
         self._deliver(name, event)
 
     def _deliver(self, name: EventName, event: MembershipEvent) -> None:
-        if name in ("promotion", "demotion"):
+        if isinstance(event, Promotion) and event.reason == "unlisted":
+            self.log.warn(
+                "promotion without the registry: node {node_id} has not listed it "
+                "in {seconds} s, and takes the node-discover rules alone",
+                node_id=self.node_id,
+                seconds=self._membership.listing_wait,
+            )
+        elif name in ("promotion", "demotion"):
             self.log.info("{event}: node {node_id}", event=name, node_id=self.node_id)
         for observer in list(self._observers[name]):
             try:
@@ -683,6 +694,7 @@ class ClusterNode(MultiService):
         lead = self.leadership
         status: dict[str, Any] = {
             "mode": lead.mode,
+            "registryListed": self._membership.listed,
             "epoch": lead.epoch,
             "validFor": round(lead.valid_for, 3),
             "masterEpoch": lead.master_epoch,

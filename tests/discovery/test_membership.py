@@ -343,6 +343,37 @@ class CheckTests(SynchronousTestCase):
         self.assertRaises(ValueError, m.promote)
 
 
+class ListingWaitTests(SynchronousTestCase):
+    """With a registry, no promotion before its first view (a start in an outage)."""
+
+    def setUp(self) -> None:
+        self.m = Membership(ME, SETTINGS, started_at=100.0, listing_wait=30.0)
+
+    def test_no_promotion_before_the_first_listing(self) -> None:
+        self.assertFalse(self.m.listed)
+        self.assertEqual(promotions(self.m.tick(AFTER)), [])
+        self.assertEqual(promotions(self.m.tick(129.9)), [])
+        self.assertTrue(self.m.waiting_for_listing(129.9))
+        self.assertFalse(self.m.is_master)
+
+    def test_wait_is_bounded_and_the_promotion_says_unlisted(self) -> None:
+        self.assertEqual(self.m.next_deadline(AFTER + 0.001), 130.0)
+        self.assertEqual(promotions(self.m.tick(130.0)), ["unlisted"])
+        self.assertTrue(self.m.is_master)
+
+    def test_a_listing_ends_the_wait(self) -> None:
+        events = self.m.registry_view(101.0, {}, view_index=7, own_index=7)
+        self.assertTrue(self.m.listed)
+        self.assertFalse(self.m.waiting_for_listing(101.0))
+        events += self.m.tick(AFTER)
+        self.assertEqual(promotions(events), ["early"])
+
+    def test_without_a_registry_nothing_waits(self) -> None:
+        m = node()
+        self.assertTrue(m.listed)
+        self.assertEqual(promotions(m.tick(AFTER)), ["check"])
+
+
 class ConflictTests(SynchronousTestCase):
     """The warning for more masters than required (spec §11)."""
 

@@ -63,6 +63,16 @@ def peer_hello(
     return wire.encode(wire.Envelope("hello", "other-pid", iid, "peer-host", data))
 
 
+def run_due_calls(clock: Clock) -> None:
+    """One reactor turn's timers: the calls due now, but none they schedule."""
+    due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
+    for call in sorted(due, key=lambda c: c.getTime()):
+        if call.active():
+            clock.calls.remove(call)  # type: ignore[arg-type]
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
 class FailingTransport(FakeDatagramTransport):
     """A transport whose writes fail like an unreachable network."""
 
@@ -229,6 +239,31 @@ class HelloProtocolTests(SynchronousTestCase):
         self.assertNotIn(Removed, [type(e) for e in self.events])
         self.clock.advance(0.002)
         self.assertIn(Removed, [type(e) for e in self.events])
+
+    def test_check_after_a_pause_reads_waiting_hellos_first(self) -> None:
+        """A check that runs long overdue (SIGSTOP, then SIGCONT) waits one reactor
+        turn: the hellos queued meanwhile keep their senders, and nobody promotes."""
+        self.start()
+        self.proto.datagramReceived(peer_hello(master=True), PEER)
+        self.events.clear()
+        self.clock.rightNow += 5.0  # the process was stopped: no timer ran
+        run_due_calls(self.clock)  # the first turn after SIGCONT: timers only
+        self.assertEqual(self.events, [])
+        self.assertEqual(self.proto.paused_checks, 1)
+        self.proto.datagramReceived(peer_hello(seq=2, master=True), PEER)
+        run_due_calls(self.clock)  # the next turn: the check, with fresh hellos
+        kinds = [type(e) for e in self.events]
+        self.assertNotIn(Removed, kinds)
+        self.assertNotIn(Promotion, kinds)
+        self.assertFalse(self.membership.is_master)
+
+    def test_check_on_time_is_not_deferred(self) -> None:
+        """An ordinary check runs at once, and a silent peer still times out."""
+        self.start()
+        self.proto.datagramReceived(peer_hello(), PEER)
+        self.clock.pump([0.05] * 42)
+        self.assertIn(Removed, [type(e) for e in self.events])
+        self.assertEqual(self.proto.paused_checks, 0)
 
     def test_idle_node_checks_at_node_discover_cadence(self) -> None:
         """While peers keep saying hello, the check wakes once per checkInterval."""

@@ -89,7 +89,8 @@ class Removed:
 
 @frozen
 class Promotion:
-    """We became master; C{reason} is "check", "early", "manual" or "lease".
+    """We became master; C{reason} is "check", "early", "manual", "lease", or
+    "unlisted" (node-discover's rules after the registry could not be listed in time).
 
     Under the leased election C{epoch} is the term's fencing epoch.
     """

@@ -203,6 +203,11 @@ class Membership:
     #: The leased election decides who is master (L{set_master}); the node-discover
     #: rules then never promote or demote, and hellos say what the lease says.
     external_election: bool = False
+    #: With a registry: seconds after the bind during which we never promote before
+    #: the first registry view, since peers we have not listed yet may have a
+    #: master (a node started during a registry outage). After it, the node-discover
+    #: rules apply alone and the promotion says "unlisted". None: no registry.
+    listing_wait: float | None = None
     _records: dict[str, _Record] = field(factory=dict, init=False)
     _is_master: bool = field(default=False, init=False)
     _eligible: bool = field(default=True, init=False)
@@ -227,6 +232,18 @@ class Membership:
     def is_master(self) -> bool:
         """Whether this node is master now."""
         return self._is_master
+
+    @property
+    def listed(self) -> bool:
+        """Whether a registry view has arrived since the bind (always, without one)."""
+        return self.listing_wait is None or self._view_index is not None
+
+    def waiting_for_listing(self, now: float) -> bool:
+        """Whether promotion is held back now for want of a first registry view."""
+        if self.listed:
+            return False
+        assert self.listing_wait is not None
+        return now < self.started_at + self.listing_wait
 
     @property
     def is_master_eligible(self) -> bool:
@@ -478,6 +495,9 @@ class Membership:
             self.started_at + settings.early_delay,
             self.started_at + settings.check_interval,
         ]
+        if not self.listed:
+            assert self.listing_wait is not None
+            times.append(self.started_at + self.listing_wait)
         for record in self._records.values():
             limit = (
                 settings.master_timeout if record.is_master else settings.node_timeout
@@ -596,7 +616,11 @@ class Membership:
             return []
         if len(masters) >= required or not self._eligible or heavier_candidate:
             return []
-        if not self._in_early_phase(now):
+        if self.waiting_for_listing(now):
+            return []
+        if not self.listed:
+            reason = "unlisted"
+        elif not self._in_early_phase(now):
             reason = "check"
         elif self._early_rule_holds(now):
             reason = "early"

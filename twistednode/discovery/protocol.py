@@ -54,12 +54,26 @@ REFUSED_CHANNELS = wire.RESERVED_EVENTS | wire.INTERNAL_EVENTS | {BYE_EVENT}
 _PRIVATE_PREFIX = "twistednode."
 #: A removal is due just after its deadline (node-discover's test is strict).
 CHECK_SLACK = 0.001
+#: A check this late (seconds) means the reactor did not run meanwhile (a pause):
+#: it waits one reactor turn, so the hellos queued on the socket are read first.
+#: A wrong guess costs one turn, never a decision.
+PAUSE_LATENESS = 0.25
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 DESTINATION_SOURCES = ("static", "registry")
 
 
 def _ignore(_event: MembershipEvent) -> None:
     pass
+
+
+@define
+class HelloStats:
+    """What the socket counted: hello datagrams written, and hellos read from
+    other nodes (before the membership judges them); the drops are the
+    membership's."""
+
+    sent: int = 0
+    received: int = 0
 
 
 def check_channel(channel: object) -> str:
@@ -100,6 +114,7 @@ class HelloProtocol(DatagramProtocol):
     ignore_instance: bool = True
     #: Under the leased election: whether we are master now, read at every hello.
     master_flag: Callable[[], bool] | None = None
+    stats: HelloStats = field(factory=HelloStats, init=False)
     _entries: dict[tuple[str, int], set[str]] = field(factory=dict, init=False)
     _resolved: dict[str, str] = field(factory=dict, init=False)
     _resolving: set[str] = field(factory=set, init=False)
@@ -109,6 +124,8 @@ class HelloProtocol(DatagramProtocol):
     _check_call: IDelayedCall | None = field(default=None, init=False)
     _running: bool = field(default=False, init=False)
     _last_check: float = field(default=0.0, init=False)
+    _check_due: float = field(default=0.0, init=False)
+    _paused_checks: int = field(default=0, init=False)
     _warned_size: bool = field(default=False, init=False)
 
     @property
@@ -158,6 +175,7 @@ class HelloProtocol(DatagramProtocol):
         deadline = self.membership.next_deadline(self._last_check)
         if deadline is not None:
             when = min(when, deadline + CHECK_SLACK)
+        self._check_due = max(when, now)
         call = self._check_call
         if call is not None and call.active():
             if abs(call.getTime() - when) > CHECK_SLACK:
@@ -314,6 +332,8 @@ class HelloProtocol(DatagramProtocol):
         for destination in destinations:
             try:
                 transport.write(datagram, destination)
+                if envelope.event == "hello":
+                    self.stats.sent += 1
             except (OSError, ValueError) as e:
                 self.log.warn(
                     "sending {event} to {destination} failed: {error}",
@@ -389,8 +409,26 @@ class HelloProtocol(DatagramProtocol):
         """A member's registry record was deleted (L{Membership.peer_left})."""
         self.apply(self.membership.peer_left(self.clock.seconds(), member_id))
 
+    @property
+    def paused_checks(self) -> int:
+        """How many checks ran late enough to mean the process had been paused."""
+        return self._paused_checks
+
     def _tick(self) -> None:
-        self._last_check = self.clock.seconds()
+        now = self.clock.seconds()
+        if now - self._check_due > PAUSE_LATENESS:
+            # The reactor did not run for a while (SIGSTOP, a long GC, a blocked
+            # callback): the hellos that came meanwhile wait unread on the socket.
+            # Judge timeouts after one more reactor turn, which reads them first.
+            self._paused_checks += 1
+            self.log.info(
+                "check {late:.3f} s late: reading waiting hellos before judging",
+                late=now - self._check_due,
+            )
+            self._check_due = now
+            self._check_call = self.clock.callLater(0, self._guarded, self._tick)
+            return
+        self._last_check = now
         self.apply(self.membership.tick(self._last_check))
 
     def apply(self, events: list[Event]) -> None:
@@ -455,6 +493,7 @@ class HelloProtocol(DatagramProtocol):
             return
         now = self.clock.seconds()
         if envelope.event == "hello":
+            self.stats.received += 1
             self.apply(membership.hello_received(now, envelope, source))
         elif envelope.event == BYE_EVENT:
             self.apply(membership.goodbye_received(now, envelope))
