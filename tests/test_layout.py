@@ -27,6 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.web": frozenset({"tapkit"}),
     "twistednode.registry": frozenset({"tapkit", "twistednode.etcd"}),
     "twistednode.election": frozenset({"tapkit", "twistednode.registry"}),
+    "twistednode.metrics": frozenset({"tapkit"}),
 }
 
 #: Inside a part, the order its modules stack in: a module imports only earlier ones.
@@ -41,8 +42,10 @@ STACKS: dict[str, tuple[str, ...]] = {
     ),
     "twistednode.etcd": ("tls", "httpclient", "base", "v2", "v3"),
     "twistednode.election": ("lease", "fencing", "campaign"),
+    "twistednode.metrics": ("collector", "exposition"),
     "twistednode.registry": (
         "backoff",
+        "timing",
         "record",
         "backend",
         "v3codec",

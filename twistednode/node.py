@@ -252,9 +252,16 @@ class ClusterNode(MultiService):
                     head_start=self._head_start,
                 )
         if self.http is not None:
+            from twistednode.metrics.exposition import NodeMetrics
             from twistednode.web.status import StatusAPI  # Klein, only when asked for
 
-            self._status = StatusAPI(provider=self.status_document, clock=self.reactor)
+            requests = None if self._backend is None else self._backend.stats
+            metrics = NodeMetrics(self.status_document, self._hello.stats, requests)
+            self._status = StatusAPI(
+                provider=self.status_document,
+                clock=self.reactor,
+                metrics=metrics.render,
+            )
             site = Site(self._status.resource())
             stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)
 

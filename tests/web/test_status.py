@@ -440,3 +440,43 @@ class EventStreamTests(SynchronousTestCase):
         self.assertEqual(response.code, 503)
         self.assertEqual(self.h.api.subscriber_count, 0)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class MetricsRouteTests(SynchronousTestCase):
+    """GET /metrics passes the request to the node's renderer, or is 404."""
+
+    def get(self, api: StatusAPI, method: str = "GET") -> tuple[IResponse, bytes]:
+        http = StubTreq(api.resource())
+        response = self.successResultOf(http.request(method, URL + "metrics"))
+        return response, self.successResultOf(response.content())
+
+    def test_without_renderer_is_404(self) -> None:
+        """A status API given no metrics answers 404 there, as JSON."""
+        api = StatusAPI(provider=FakeCluster().document, clock=Clock())
+        response, body = self.get(api)
+        self.assertEqual(response.code, 404)
+        self.assertEqual(json.loads(body)["error"], "not found")
+
+    def test_renderer_answers(self) -> None:
+        """The renderer sets the headers and gives the body."""
+
+        def render(request: Any) -> bytes:
+            request.setHeader(b"content-type", b"text/plain")
+            return b"twistednode_master 1.0\n"
+
+        api = StatusAPI(provider=FakeCluster().document, clock=Clock(), metrics=render)
+        response, body = self.get(api)
+        self.assertEqual((response.code, body), (200, b"twistednode_master 1.0\n"))
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/plain"])
+
+    def test_failing_renderer_is_503(self) -> None:
+        """A collector that raises is a logged 503, never a 500."""
+
+        def render(request: Any) -> bytes:
+            raise KeyError("self")
+
+        api = StatusAPI(provider=FakeCluster().document, clock=Clock(), metrics=render)
+        response, body = self.get(api)
+        self.assertEqual(response.code, 503)
+        self.assertIn("KeyError", json.loads(body)["reason"])
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)

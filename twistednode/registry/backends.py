@@ -33,6 +33,7 @@ from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import IResponse
 
@@ -53,6 +54,7 @@ from twistednode.registry.backend import (
     Listing,
     RegistryBackend,
 )
+from twistednode.registry.timing import RequestStats
 from twistednode.registry.v2 import EtcdV2Backend
 from twistednode.registry.v3 import EtcdV3Backend
 
@@ -133,6 +135,8 @@ class SelectedBackend:
     _probe: Deferred[Chosen] | None = field(default=None, init=False)
     _waiters: list[Deferred[None]] = field(factory=list, init=False)
     _closed: bool = field(default=False, init=False)
+    #: What the calls cost (L{RequestStats}), for the node's metrics.
+    stats: RequestStats = field(factory=RequestStats, init=False)
 
     @property
     def api(self) -> Chosen | None:
@@ -179,30 +183,30 @@ class SelectedBackend:
     # -- RegistryBackend ---------------------------------------------------------
 
     def create(self, key: str, value: str, ttl: int) -> Deferred[int]:
-        return self._with(lambda b: b.create(key, value, ttl))
+        return self._with("create", lambda b: b.create(key, value, ttl))
 
     def replace(self, key: str, value: str, ttl: int) -> Deferred[int]:
-        return self._with(lambda b: b.replace(key, value, ttl))
+        return self._with("replace", lambda b: b.replace(key, value, ttl))
 
     def refresh(self, key: str, ttl: int) -> Deferred[None]:
-        return self._with(lambda b: b.refresh(key, ttl))
+        return self._with("refresh", lambda b: b.refresh(key, ttl))
 
     def delete(self, key: str) -> Deferred[None]:
-        return self._with(lambda b: b.delete(key))
+        return self._with("delete", lambda b: b.delete(key))
 
     def refresh_if(self, key: str, value: str, ttl: int) -> Deferred[None]:
-        return self._with(lambda b: b.refresh_if(key, value, ttl))
+        return self._with("refresh_if", lambda b: b.refresh_if(key, value, ttl))
 
     def delete_if(self, key: str, value: str, created_index: int) -> Deferred[None]:
-        return self._with(lambda b: b.delete_if(key, value, created_index))
+        return self._with("delete_if", lambda b: b.delete_if(key, value, created_index))
 
     def list(self, directory: str) -> Deferred[Listing]:
-        return self._with(lambda b: b.list(directory))
+        return self._with("list", lambda b: b.list(directory))
 
     def watch(
         self, directory: str, from_index: int, timeout: float
     ) -> Deferred[Sequence[Change]]:
-        return self._with(lambda b: b.watch(directory, from_index, timeout))
+        return self._with("watch", lambda b: b.watch(directory, from_index, timeout))
 
     def close(self) -> Deferred[None]:
         """Cancel the probe and every call, close the backend and the pool."""
@@ -222,10 +226,29 @@ class SelectedBackend:
 
     # -- choosing ------------------------------------------------------------------
 
-    def _with(self, call: Callable[[RegistryBackend], Deferred[_T]]) -> Deferred[_T]:
+    def _with(
+        self, operation: str, call: Callable[[RegistryBackend], Deferred[_T]]
+    ) -> Deferred[_T]:
+        self.stats.started(operation)
+        began = self._reactor.seconds()
         if self._backend is not None:
-            return call(self._backend)
-        return Deferred.fromCoroutine(self._later(call))
+            d = call(self._backend)
+        else:
+            d = Deferred.fromCoroutine(self._later(call))
+
+        def answered(result: _T) -> _T:
+            self.stats.answered(operation, self._reactor.seconds() - began)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            if not failure.check(CancelledError):
+                elapsed = self._reactor.seconds() - began
+                error = failure.value
+                assert error is not None
+                self.stats.failed(operation, error, elapsed)
+            return failure
+
+        return d.addCallbacks(answered, failed)
 
     async def _later(self, call: Callable[[RegistryBackend], Deferred[_T]]) -> _T:
         if self._closed:

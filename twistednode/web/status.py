@@ -8,6 +8,9 @@ serves it.
 - C{GET /status}: the document as JSON, exactly as the provider returns it.
 - C{GET /}: the live page; C{GET /page/<file>}: its stylesheet and script, served from
   the C{twistednode.web.page} package data (no CDN, no build step).
+- C{GET /metrics}: the node's Prometheus metrics, rendered by the C{metrics}
+  callable the node gives (L{twistednode.metrics.exposition.NodeMetrics.render});
+  404 without one.
 - C{GET /events}: Server-Sent Events. The document is sent at once, then again whenever
   the node calls L{StatusAPI.changed} and, while L{StatusAPI.start} is in force, every
   C{push_interval} seconds so that "time since last hello" keeps moving. A client that
@@ -82,6 +85,8 @@ class StatusAPI:
         C{{"self": {...}, "master": id-or-None, "members": [...], "registry": {...},
         "dropped": {reason: count}, "cluster": name, "now": epoch-seconds}}.
     @ivar push_interval: seconds between periodic pushes while started.
+    @ivar metrics: renders C{GET /metrics} (sets its headers, returns the body), or
+        None to answer 404 there.
     """
 
     app = Klein()
@@ -90,6 +95,7 @@ class StatusAPI:
     provider: Callable[[], StatusDocument]
     _clock: IReactorTime
     push_interval: float = 1.0
+    metrics: Callable[[IRequest], bytes] | None = None
     _streams: dict[Deferred[None], IRequest] = field(init=False, factory=dict)
     _started: bool = field(init=False, default=False)
     _timer: IDelayedCall | None = field(init=False, default=None)
@@ -180,6 +186,17 @@ class StatusAPI:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         return body
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_text(self, request: IRequest) -> bytes:
+        """The node's metrics, in the format the scraper asks for."""
+        if self.metrics is None:
+            raise NotFound()
+        try:
+            return self.metrics(request)
+        except Exception as e:
+            self.log.failure("The metrics could not be collected")
+            raise StatusUnavailable(f"{type(e).__name__}: {e}") from e
 
     @app.route("/", methods=["GET"])
     def index(self, request: IRequest) -> bytes:
