@@ -96,7 +96,10 @@ class ClusterMetricsTests(TestCase):
         )
         epochs = {s[("twistednode_election_epoch", frozenset())] for s in first}
         self.assertEqual(len(epochs), 1, "the nodes disagree on the term's epoch")
-        received = ("twistednode_hellos_received_total", frozenset())
+        received: tuple[str, frozenset[tuple[str, str]]] = (
+            "twistednode_hellos_received_total",
+            frozenset(),
+        )
         node = self.nodes[0]
         wait_until(
             lambda: scrape(node)[received] > first[0][received],
