@@ -60,7 +60,8 @@ class WatcherHub:
     _watchers: dict[str, dict[Watcher, None]] = field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        self._history = deque([None] * self.start_index, maxlen=HISTORY_SIZE)
+        filler = min(self.start_index, HISTORY_SIZE)  # a large start index is cheap
+        self._history = deque([None] * filler, maxlen=HISTORY_SIZE)
 
     def scan(self, key: str, recursive: bool, since: int, current: int) -> Event | None:
         """The first event at or after C{since} that a watch of C{key} matches.

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from minietcd.api import KeysAPI  # Klein imports the reactor: not before options
 
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
+#: Past 2**53 a JavaScript client (node-discover's world) loses index precision.
+MAX_START_INDEX = 2**53 - 2**32
 log = Logger()
 
 
@@ -75,6 +77,14 @@ class Options(usage.Options):
         ],
         ["name", None, "minietcd", "The member name."],
         [
+            "start-index",
+            None,
+            None,
+            "The index of the fresh store (a fresh etcd: 3) [default: milliseconds "
+            "since 1970, so that after a restart, which starts empty, indexes and "
+            "the election epochs taken from them still only grow].",
+        ],
+        [
             "cert-file",
             None,
             None,
@@ -107,6 +117,7 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
+        self["start-index"] = self._start_index()
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         url = self["advertise-client-url"]
@@ -120,6 +131,20 @@ class Options(usage.Options):
             without_tls()
         self["tls"] = self._tls()
         self["listen"] = [self._endpoint(d) for d in self["listen"]]
+
+    def _start_index(self) -> int | None:
+        text = self["start-index"]
+        if text is None:
+            return None
+        try:
+            index = int(text)
+        except ValueError:
+            raise usage.UsageError(
+                f"--start-index: {text!r} is not an integer"
+            ) from None
+        if not 1 <= index <= MAX_START_INDEX:
+            raise usage.UsageError(f"--start-index must be 1-{MAX_START_INDEX}")
+        return index
 
     def _endpoint(self, description: str) -> str:
         """The endpoint string of one --listen (a bare port means 127.0.0.1)."""
@@ -280,8 +305,14 @@ def makeService(config: Options, reactor: Any = None) -> Program:
     advertised = config["advertise-client-url"]
     from minietcd.api import KeysAPI
 
+    start_index = config["start-index"]
+    if start_index is None:
+        start_index = max(3, int(clock.seconds() * 1000))
+    from minietcd.store import Store
+
     api = KeysAPI(
         clock=clock,
+        store=Store(start_index=start_index),
         client_urls=[advertised] if advertised else ["http://127.0.0.1:2379"],
         name=config["name"],
     )

@@ -243,6 +243,31 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(api_of(service).client_urls, ["http://etcd:2379"])
         self.successResultOf(defer.maybeDeferred(service.stopService))
 
+    def test_a_restart_starts_above_every_earlier_index(self) -> None:
+        """By default a fresh store starts at the clock's milliseconds: a minietcd
+        restarted empty still hands out larger indexes (and election epochs)."""
+        reactor = MemoryReactorClock()
+        reactor.advance(1_700_000_000.25)
+        first = api_of(makeService(options("--listen", "tcp:1"), reactor=reactor))
+        last = first.store.set("/k", "v", reactor.seconds()).node.modified_index
+        reactor.advance(0.01)
+        again = api_of(makeService(options("--listen", "tcp:1"), reactor=reactor))
+        self.assertEqual(first.store.start_index, 1_700_000_000_250)
+        self.assertGreater(again.store.index, last)
+
+    def test_start_index_option(self) -> None:
+        """--start-index 3 starts where a fresh etcd does; mistakes name the option."""
+        reactor = MemoryReactorClock()
+        config = options("--listen", "tcp:1", "--start-index", "3")
+        self.assertEqual(api_of(makeService(config, reactor=reactor)).store.index, 3)
+        for bad, message in [
+            ("x", "--start-index: 'x' is not an integer"),
+            ("0", "--start-index must be 1-9007194959773696"),
+        ]:
+            with self.assertRaises(usage.UsageError) as caught:
+                options("--start-index", bad)
+            self.assertEqual(str(caught.exception), message)
+
     def test_stop_cancels_the_expiry_timer(self) -> None:
         """Stopping the service stops listening and cancels pending sweeps."""
         reactor = MemoryReactorClock()
@@ -410,7 +435,8 @@ class LiveServerTests(TestCase):
         from twisted.internet import reactor
 
         service = makeService(
-            options("--listen", "tcp:0:interface=127.0.0.1"), reactor=reactor
+            options("--listen", "tcp:0:interface=127.0.0.1", "--start-index", "3"),
+            reactor=reactor,
         )
         service.startService()
         self.addCleanup(service.stopService)
