@@ -28,6 +28,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.registry": frozenset({"tapkit", "twistednode.etcd"}),
     "twistednode.election": frozenset({"tapkit", "twistednode.registry"}),
     "twistednode.metrics": frozenset({"tapkit"}),
+    "twistednode.cli": frozenset(
+        {"tapkit", "twistednode.etcd", "twistednode.registry", "twistednode.election"}
+    ),
 }
 
 #: Inside a part, the order its modules stack in: a module imports only earlier ones.
@@ -43,6 +46,7 @@ STACKS: dict[str, tuple[str, ...]] = {
     "twistednode.etcd": ("tls", "httpclient", "base", "v2", "v3"),
     "twistednode.election": ("lease", "fencing", "campaign"),
     "twistednode.metrics": ("collector", "exposition"),
+    "twistednode.cli": ("snapshot", "follow", "render", "options", "commands", "main"),
     "twistednode.registry": (
         "backoff",
         "timing",

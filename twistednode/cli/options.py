@@ -1,0 +1,222 @@
+# -*- test-case-name: tests.cli.test_options -*-
+"""The C{twistednode} command line: C{members}, C{status} and C{watch}.
+
+The registry options are those of C{twistd clusternode} (C{--etcd}, C{--etcd-api},
+C{--cluster}, C{--etcd-cacert/--etcd-cert/--etcd-key}, C{--etcd-user} with
+C{--etcd-password-file} or C{$ETCDCTL_PASSWORD}), checked the same way, so a
+command that works for the node works here. Every mistake is a
+C{usage.UsageError} whose message names the option.
+
+Internal: not part of the public API (that is what C{twistednode} exports).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.python import usage
+
+from tapkit.version import version_line
+from twistednode.etcd.v3 import Credentials
+from twistednode.registry.record import check_cluster_name
+
+DEFAULT_ETCD = "http://127.0.0.1:2379"
+#: Where an --etcd-user without a password finds it, as etcdctl does.
+PASSWORD_VARIABLE = "ETCDCTL_PASSWORD"
+DEFAULT_TIMEOUT = 5.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise usage.UsageError(
+            f"--timeout must be a number of seconds, not {text!r}"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise usage.UsageError("--timeout must be a positive number of seconds")
+    return value
+
+
+def read_password(path: str) -> str:
+    """The password in the file C{path}: its first line, without the newline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise usage.UsageError(f"--etcd-password-file {path}: {reason}") from None
+    if not password:
+        raise usage.UsageError(f"--etcd-password-file {path}: the first line is empty")
+    return password
+
+
+class RegistryOptions(usage.Options):
+    """Where the registry is and how to reach it (as for C{twistd clusternode})."""
+
+    optParameters: list[list[Any]] = [
+        ["etcd", None, DEFAULT_ETCD, "etcd URL(s), comma-separated; fails over."],
+        ["etcd-api", None, "auto", "Registry API: auto, v2 or v3."],
+        [
+            "cluster",
+            None,
+            "default",
+            "Cluster name (registry dir /twistednode/<name>).",
+        ],
+        ["etcd-cacert", None, None, "CA file to verify an https:// etcd."],
+        ["etcd-cert", None, None, "Client certificate file for etcd."],
+        ["etcd-key", None, None, "Client key file for etcd."],
+        [
+            "etcd-user",
+            None,
+            None,
+            "etcd v3 user, as USER:PASSWORD, or USER with the password from "
+            f"--etcd-password-file or ${PASSWORD_VARIABLE}.",
+        ],
+        [
+            "etcd-password-file",
+            None,
+            None,
+            "File whose first line is the --etcd-user password.",
+        ],
+        [
+            "timeout",
+            None,
+            DEFAULT_TIMEOUT,
+            "Seconds to wait for the registry to answer.",
+            _seconds,
+        ],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self._environ = os.environ if environ is None else environ
+
+    def postOptions(self) -> None:
+        if self["etcd-api"] not in ("auto", "v2", "v3"):
+            raise usage.UsageError("--etcd-api must be auto, v2 or v3")
+        urls = [u.strip() for u in self["etcd"].split(",") if u.strip()]
+        if not urls:
+            raise usage.UsageError("--etcd needs at least one URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise usage.UsageError(f"--etcd {url!r}: expected http(s)://HOST:PORT")
+        self["etcd-urls"] = urls
+        try:
+            check_cluster_name(self["cluster"])
+        except ValueError as e:
+            raise usage.UsageError(f"--cluster: {e}") from None
+        files = (self["etcd-cacert"], self["etcd-cert"], self["etcd-key"])
+        self["tls-files"] = files
+        self["uses-tls"] = files != (None, None, None) or any(
+            url.startswith("https://") for url in urls
+        )
+        self["auth"] = self._credentials()
+
+    def _credentials(self) -> Credentials | None:
+        user_option, path = self["etcd-user"], self["etcd-password-file"]
+        if user_option is None:
+            if path is not None:
+                raise usage.UsageError("--etcd-password-file needs --etcd-user")
+            return None
+        if self["etcd-api"] == "v2":
+            raise usage.UsageError("--etcd-user needs the v3 API (not v2)")
+        user, colon, password = user_option.partition(":")
+        if not user:
+            raise usage.UsageError(
+                "--etcd-user must be USER or USER:PASSWORD, not " + repr(user_option)
+            )
+        if colon:
+            if path is not None:
+                raise usage.UsageError(
+                    "--etcd-user USER:PASSWORD and --etcd-password-file both give "
+                    "a password: give one"
+                )
+            return Credentials(user, password)
+        if path is not None:
+            return Credentials(user, read_password(path))
+        if self._environ.get(PASSWORD_VARIABLE):
+            return Credentials(user, self._environ[PASSWORD_VARIABLE])
+        raise usage.UsageError(
+            f"--etcd-user {user}: no password; give USER:PASSWORD, "
+            f"--etcd-password-file or ${PASSWORD_VARIABLE}"
+        )
+
+
+class MembersOptions(RegistryOptions):
+    """C{twistednode members}: the cluster from the registry alone."""
+
+    synopsis = "Usage: twistednode members [--etcd URL] [--cluster NAME] [--json]"
+    optFlags = [["json", None, "Print JSON instead of a table."]]
+
+
+class WatchOptions(RegistryOptions):
+    """C{twistednode watch}: one line per join, leave and master change."""
+
+    synopsis = "Usage: twistednode watch [--etcd URL] [--cluster NAME]"
+
+
+class StatusOptions(usage.Options):
+    """C{twistednode status URL}: what one running node says (its C{/status})."""
+
+    synopsis = "Usage: twistednode status [--json] URL"
+    optFlags = [["json", None, "Print the status document as it is."]]
+    optParameters: list[list[Any]] = [
+        [
+            "timeout",
+            None,
+            DEFAULT_TIMEOUT,
+            "Seconds to wait for the node to answer.",
+            _seconds,
+        ],
+    ]
+
+    def parseArgs(self, url: str) -> None:  # type: ignore[override]
+        self["url"] = status_url(url)
+
+    def postOptions(self) -> None:
+        self["uses-tls"] = self["url"].startswith("https://")
+
+
+def status_url(text: str) -> str:
+    """The C{/status} URL of a node's C{--http} address: C{http://HOST:PORT},
+    C{HOST:PORT}, or a bare port (127.0.0.1), with or without C{/status}."""
+    url = text.strip()
+    if url.isdigit():
+        url = f"127.0.0.1:{url}"
+    if "://" not in url:
+        url = "http://" + url
+    if not url.startswith(("http://", "https://")):
+        raise usage.UsageError(f"status {text!r}: expected http(s)://HOST:PORT")
+    url = url.rstrip("/")
+    if not url.endswith("/status"):
+        url += "/status"
+    return url
+
+
+class Options(usage.Options):
+    """C{twistednode COMMAND}: look at a cluster from a terminal."""
+
+    synopsis = "Usage: twistednode COMMAND [options]"
+    longdesc = (
+        "members: the cluster from the registry alone; status: one running node's "
+        "view (its --http /status); watch: follow joins, leaves and master changes."
+    )
+    subCommands = [
+        ["members", None, MembersOptions, "List the cluster's members and master."],
+        ["status", None, StatusOptions, "Show a running node's status."],
+        ["watch", None, WatchOptions, "Print joins, leaves and master changes."],
+    ]
+
+    def opt_version(self) -> None:
+        """Print the project's version and Twisted's, then exit."""
+        sys.stdout.write(version_line("twistednode"))
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("a command is needed: members, status or watch")
