@@ -40,6 +40,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("chromium", "chromium", "the live page tests in a browser"),
     ("node", "nodejs", "the node-discover wire-compatibility tests"),
     ("npm", "npm", "the node-discover tests (npm installs node-discover)"),
+    ("iptables", "iptables", "the fault tests' partitions (as root)"),
 )
 """(program, Debian package, which tests need it)."""
 
