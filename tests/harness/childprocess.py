@@ -4,7 +4,10 @@ What every process fixture needs, in one place:
 
   - L{die_with_test}: the C{preexec_fn} that has the kernel SIGKILL the child when the
     test process dies, even by SIGKILL (Linux C{PR_SET_PDEATHSIG}). The kernel ties it
-    to the thread that forked, so it is only given from the main thread.
+    to the thread that forked, so that part is only asked from the main thread. It also
+    gives the child SIGINT and SIGQUIT back: a suite started in the background by a
+    shell ignores both, every child would inherit that, and a test's "Ctrl-C" would do
+    nothing.
   - L{Backstop}: the children still running, ended by an C{atexit} hook if a test
     forgot them.
   - L{signal_and_wait} and L{end}: a signal, a bounded wait, and SIGTERM escalated to
@@ -42,27 +45,35 @@ def _load_libc() -> ctypes.CDLL | None:
 _LIBC = _load_libc()
 
 
+def _default_interrupts() -> None:
+    """In the child: SIGINT and SIGQUIT do what they do at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _die_with(parent: int) -> None:
     """In the child: get SIGKILL when the test process C{parent} dies (Linux).
 
     If it died before the signal was asked for (the window between fork and
     prctl), the kernel will never send it: die at once instead.
     """
+    _default_interrupts()
     if _LIBC is not None and hasattr(_LIBC, "prctl"):
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def die_with_test() -> Callable[[], None] | None:
+def die_with_test() -> Callable[[], None]:
     """The C{preexec_fn} that ties a child to the test process (main thread only).
 
-    From another thread it is None: the signal would come when that thread ends, not
-    the process; the L{Backstop} covers every other way out.
+    From another thread it only restores SIGINT and SIGQUIT: the death signal would
+    come when that thread ends, not the process; the L{Backstop} covers every other
+    way out.
     """
     if threading.current_thread() is threading.main_thread():
         return partial(_die_with, os.getpid())
-    return None
+    return _default_interrupts
 
 
 class Backstop(Generic[_T]):
