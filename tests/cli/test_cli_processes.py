@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -188,6 +189,11 @@ class _Scenarios:
         self.assertTrue(
             all(line[:4].isdigit() and line[23] == "Z" for line in stamped), output
         )
+        # Stopped as an operator stops it: it ends quietly, with no outage line.
+        watcher.process.send_signal(signal.SIGTERM)
+        self.assertEqual(watcher.finish(), 0, watcher.output)
+        self.assertNotIn("unreachable", watcher.output)
+        self.assertNotIn("Traceback", watcher.output)
 
 
 class MiniEtcdTests(_Scenarios, TestCase):

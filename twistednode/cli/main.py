@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python import usage
 from twisted.python.failure import Failure
 
@@ -55,6 +55,8 @@ def run(
             err.write(f"{PROGRAM} {name}: {failure.getErrorMessage()}\n")
         elif failure.check(BrokenPipeError):
             return  # the reader went away (| head): nothing more to say
+        elif failure.check(CancelledError):
+            return  # stopped (SIGTERM, Ctrl-C): the command has cleaned up
         else:
             err.write(f"{PROGRAM} {name}: unexpected error\n{failure.getTraceback()}")
         err.flush()
@@ -72,4 +74,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         without_tls()  # before the reactor's modules are loaded
     from twisted.internet.task import react
 
-    react(lambda reactor: run(reactor, config, sys.stdout, sys.stderr))
+    react(lambda reactor: until_stopped(reactor, config))
+
+
+def until_stopped(reactor: Any, config: Options) -> Deferred[None]:
+    """Run the command; when the process is stopped, cancel it first and let it
+    clean up before the reactor drops its connections (so C{watch} does not
+    report the dropped watch as an outage)."""
+    d = run(reactor, config, sys.stdout, sys.stderr)
+
+    def stop() -> Deferred[None]:
+        d.cancel()
+        return d
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    return d
