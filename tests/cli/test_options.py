@@ -93,6 +93,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(status_url("https://n:1/status"), "https://n:1/status")
         self.assertRaises(usage.UsageError, status_url, "ftp://n:1")
 
+    def test_command_usage_is_its_own(self) -> None:
+        """A command's --help starts with its own usage line, said once."""
+        for name in ("members", "watch", "status"):
+            config = parse([name, "http://node"] if name == "status" else [name])
+            usage_text = str(config.subOptions)
+            first = usage_text.splitlines()[0]
+            self.assertTrue(first.startswith(f"Usage: twistednode {name} ["), first)
+            self.assertEqual(usage_text.count("Usage:"), 1, usage_text)
+
     def test_status_needs_one_url(self) -> None:
         """status without its URL is a mistake."""
         self.error(StatusOptions(), [])

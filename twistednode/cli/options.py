@@ -147,20 +147,29 @@ class RegistryOptions(usage.Options):
         )
 
 
-class MembersOptions(RegistryOptions):
+class _OwnSynopsis(usage.Options):
+    """A command's usage line is its own, not appended to C{twistednode}'s."""
+
+    synopsis: str
+
+    def getSynopsis(self) -> str:
+        return self.synopsis
+
+
+class MembersOptions(_OwnSynopsis, RegistryOptions):
     """C{twistednode members}: the cluster from the registry alone."""
 
     synopsis = "Usage: twistednode members [--etcd URL] [--cluster NAME] [--json]"
     optFlags = [["json", None, "Print JSON instead of a table."]]
 
 
-class WatchOptions(RegistryOptions):
+class WatchOptions(_OwnSynopsis, RegistryOptions):
     """C{twistednode watch}: one line per join, leave and master change."""
 
     synopsis = "Usage: twistednode watch [--etcd URL] [--cluster NAME]"
 
 
-class StatusOptions(usage.Options):
+class StatusOptions(_OwnSynopsis):
     """C{twistednode status URL}: what one running node says (its C{/status})."""
 
     synopsis = "Usage: twistednode status [--json] URL"
