@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import urllib.request
@@ -24,6 +25,7 @@ from tests.harness.clusternodes import (
     wait_for_cluster,
 )
 from tests.harness.servers import MiniEtcdProcess, shared_minietcd
+from tests.test_readme import README, example_body
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "asyncio_node.py"
@@ -110,6 +112,11 @@ class Copy(OutputProcess):
 
 class AsyncioExampleTests(TestCase):
     """docs/asyncio_node.py: an asyncio program with a node inside, really run."""
+
+    def test_readme_shows_the_tested_file(self) -> None:
+        """The README's asyncio example is docs/asyncio_node.py, line for line."""
+        blocks = re.findall(r"```python\n(.*?)```", README.read_text("utf-8"), re.S)
+        self.assertIn(example_body(EXAMPLE), blocks)
 
     def test_two_copies_elect_talk_and_leave(self) -> None:
         """Two copies on the asyncio loop: one master, its news reaches the other,

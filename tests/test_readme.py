@@ -35,9 +35,9 @@ WAIT = 60.0
 """Bound for one copy of the example to start and elect on a loaded machine."""
 
 
-def example_body() -> str:
-    """The example program without its module docstring, as the README shows it."""
-    source = EXAMPLE.read_text("utf-8")
+def example_body(example: Path = EXAMPLE) -> str:
+    """An example program without its module docstring, as the README shows it."""
+    source = example.read_text("utf-8")
     tree = ast.parse(source)
     first = tree.body[0]
     assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
@@ -167,11 +167,15 @@ HEADINGS = (
     "The status API",
     "Logging",
     "Embedding a node in your application",
+    "From an asyncio program",
     "Running against a real etcd",
     "Compared with node-discover",
     "The master: a leased, fenced election",
     "Limits of the node-discover election",
     "Compared with etcd: what minietcd serves",
+    "Operators: metrics and the command line",
+    "Prometheus metrics",
+    "The `twistednode` command",
     "Troubleshooting",
     "Development",
 )
