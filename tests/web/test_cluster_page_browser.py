@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -96,6 +97,12 @@ class ClusterPageBrowserTests(TestCase):
             node.wait_ready(START)
         return nodes
 
+    def epoch_in(self, fact: str) -> int:
+        """The epoch in the header's election fact, "lease · epoch N"."""
+        match = re.fullmatch(r"lease · epoch (\d+)", fact)
+        assert match is not None, fact
+        return int(match.group(1))
+
     async def test_page_follows_real_failover(self) -> None:
         """Three nodes and one star; after SIGKILL of the master, the new one."""
         chromium = require_binary("chromium", "chromium")
@@ -162,6 +169,9 @@ class ClusterPageBrowserTests(TestCase):
                 "document.getElementById('fact-registry').innerText"
             ),
         )
+        # The registry's lease elects here: the header names the master's epoch.
+        fact = "document.getElementById('fact-election').innerText"
+        first_epoch = self.epoch_in(await browser.evaluate(fact))
         # Let "hello ... ago" and "up ..." settle into their steady values.
         await deferLater(reactor, 1.5, lambda: None)
         before = self.mktemp() + "-before.png"
@@ -198,6 +208,13 @@ class ClusterPageBrowserTests(TestCase):
             await browser.evaluate("document.getElementById('app').dataset.connection"),
             "live",
         )
+        # The new term's epoch is higher: a fencing token the old master cannot use.
+        await browser.wait_for(
+            f"/^lease · epoch \\d+$/.test({fact}) && {fact} !== "
+            f"'lease · epoch {first_epoch}'",
+            timeout=FAILOVER,
+        )
+        self.assertGreater(self.epoch_in(await browser.evaluate(fact)), first_epoch)
         shot = self.mktemp() + "-after.png"
         await browser.screenshot(shot, full_page=True)
         assert_png(self, shot)

@@ -350,6 +350,50 @@ class StatusPageBrowserTests(TestCase):
         )
         self.assertEqual(browser.console, [])
 
+    async def test_election_mode_and_epoch_shown(self) -> None:
+        """node-discover's election reads "by weight"; under the lease the header
+        gives the master's epoch, the panel this node's term, and no card says
+        "oldest wins"."""
+        cluster, api, server, browser = await self.open_page(start_pushing=False)
+        fact = "document.getElementById('fact-election')"
+        self.assertEqual(
+            await browser.evaluate(f"{fact}.innerText"), "node-discover · by weight"
+        )
+        started_ms = int((cluster.now - 320) * 1000)
+        original = cluster.document
+
+        def document() -> dict[str, Any]:
+            doc = original()
+            doc["members"][0]["weight"] = default_weight(started_ms)
+            doc["election"] = {
+                "mode": "lease",
+                "registryListed": True,
+                "epoch": None,
+                "validFor": 0.0,
+                "masterEpoch": 1796332728176,
+                "ttl": 2,
+                "listed": True,
+                "terms": 0,
+                "stepDowns": 1,
+            }
+            return doc
+
+        api.provider = document
+        api.changed()
+        await browser.wait_for(f"{fact}.dataset.mode === 'lease'")
+        self.assertEqual(
+            await browser.evaluate(f"{fact}.innerText"), "lease · epoch 1796332728176"
+        )
+        card = f'#ring [data-node-id="{NODE_IDS[1]}"] .meta'
+        self.assertRegex(
+            await browser.evaluate(f"document.querySelector('{card}').innerText"),
+            r"^started \d\d:\d\d:\d\d · eligible$",
+        )
+        panel = await browser.evaluate("document.getElementById('election').innerText")
+        for shown in ("1796332728176", "not master", "2 s", "step-downs"):
+            self.assertIn(shown, panel)
+        self.assertEqual(browser.console, [])
+
     async def test_poll_only(self) -> None:
         """With ?poll the page draws from polling alone (for a headless screenshot)."""
         cluster, api, server, browser = await self.open_page(

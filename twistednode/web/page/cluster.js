@@ -85,20 +85,38 @@
     return "started " + (day === today ? "" : day + " ") + time;
   }
 
+  // The election the node runs: "lease" (the registry's master key decides) or
+  // "node-discover" (the weights decide); a document without one is node-discover's.
+  function electionOf(doc) {
+    const e = doc.election && typeof doc.election === "object" ? doc.election : {};
+    return Object.assign({}, e, { mode: e.mode === "lease" ? "lease" : "node-discover" });
+  }
+
   // The card's line on the election: a default weight as the start time it stands for.
-  function electionLine(n, now) {
+  // Under the lease the weight decides nothing, so "oldest wins" is not said.
+  function electionLine(n, now, mode) {
     const eligibility = n.claims ? "claims master" : n.isMasterEligible === false ? "not eligible" : "eligible";
     const started = startedFromWeight(n.weight, now);
     if (started === null) return "weight " + shortWeight(n.weight) + " · " + eligibility;
     const when = startedText(started, now);
+    if (mode === "lease") return when + " · " + eligibility;
     return eligibility === "eligible" ? when + ", oldest wins" : when + " · " + eligibility;
   }
 
-  function weightTitle(n, now) {
+  function weightTitle(n, now, mode) {
     const started = startedFromWeight(n.weight, now);
     const whole = "weight " + text(n.weight);
-    if (started === null) return whole;
-    return whole + ": node-discover's default, minus the start time (" + started.toISOString() + "); the oldest node wins";
+    const decides = mode === "lease" ? "; the registry's lease picks the master, not the weight" : "";
+    if (started === null) return whole + decides;
+    const rule = mode === "lease" ? decides : "; the oldest node wins";
+    return whole + ": node-discover's default, minus the start time (" + started.toISOString() + ")" + rule;
+  }
+
+  // The header's word on the election: the mode, and the master's fencing epoch.
+  function electionFact(election) {
+    if (election.mode !== "lease") return "node-discover · by weight";
+    const epoch = election.masterEpoch;
+    return "lease · " + (typeof epoch === "number" ? "epoch " + epoch : "no master");
   }
 
   function shortId(id) {
@@ -275,8 +293,9 @@
       li.querySelector(".addr").textContent = address(n);
       const started = startedFromWeight(n.weight, doc.now);
       li.dataset.weight = started === null ? "number" : "start-time";
-      li.querySelector(".meta").textContent = electionLine(n, doc.now);
-      li.querySelector(".meta").title = weightTitle(n, doc.now);
+      const mode = electionOf(doc).mode;
+      li.querySelector(".meta").textContent = electionLine(n, doc.now, mode);
+      li.querySelector(".meta").title = weightTitle(n, doc.now, mode);
       li.dataset.claims = String(n.claims);
       li.querySelector(".seen").textContent = heard(n, doc);
       const adv = advertisement(n.advertisement);
@@ -343,6 +362,10 @@
     const late = nodes.filter((n) => n.late).length;
     document.getElementById("fact-nodes").textContent =
       String(nodes.length) + (late ? " (" + late + " late)" : "");
+    const election = electionOf(doc);
+    const fact = document.getElementById("fact-election");
+    fact.textContent = electionFact(election);
+    fact.dataset.mode = election.mode;
     const reg = doc.registry || {};
     const registry = document.getElementById("fact-registry");
     registry.textContent = text(reg.state || "none") + (reg.api ? " · etcd " + reg.api : "");
@@ -371,7 +394,7 @@
         roleCell,
         el("td", "mono", address(n)),
         el("td", "", text(n.hostName)),
-        weightCell(n, doc.now),
+        weightCell(n, doc.now, electionOf(doc).mode),
         seen,
         el("td", "", n.me ? "self" : text(n.source)),
         el("td", "cell-adv", advertisement(n.advertisement))
@@ -381,14 +404,14 @@
     document.getElementById("nodes-body").replaceChildren(...rows);
   }
 
-  function weightCell(n, now) {
+  function weightCell(n, now, mode) {
     const started = startedFromWeight(n.weight, now);
     const td = el("td", "num", text(n.weight));
     if (started !== null) {
       td.textContent = startedText(started, now) + " (" + text(n.weight) + ")";
       td.className = "cell-weight";
     }
-    td.title = weightTitle(n, now);
+    td.title = weightTitle(n, now, mode);
     return td;
   }
 
@@ -404,6 +427,26 @@
     dl.replaceChildren(...items);
   }
 
+  function electionPairs(e) {
+    if (e.mode !== "lease") {
+      return [
+        ["mode", "node-discover"],
+        ["decided by", "hellos: the highest weight among eligible nodes"],
+      ];
+    }
+    const number = (v) => (typeof v === "number" ? String(v) : "—");
+    const pairs = [
+      ["mode", "lease"],
+      ["master's epoch", number(e.masterEpoch)],
+      ["my term", typeof e.epoch === "number" ? "epoch " + e.epoch + ", valid " + number(e.validFor) + " s more" : "not master"],
+      ["TTL", typeof e.ttl === "number" ? e.ttl + " s" : "—"],
+      ["master key read", e.listed === true ? "yes" : e.listed === false ? "not yet" : "—"],
+      ["terms won", number(e.terms)],
+      ["step-downs", number(e.stepDowns)],
+    ];
+    return pairs;
+  }
+
   function drawPanels(doc) {
     const reg = doc.registry || {};
     const pairs = [
@@ -415,6 +458,7 @@
     const counters = reg.counters && typeof reg.counters === "object" ? reg.counters : {};
     for (const key of Object.keys(counters).sort()) pairs.push([key, scalar(counters[key])]);
     drawPairs("registry", pairs, "");
+    drawPairs("election", electionPairs(electionOf(doc)), "");
     const dropped = doc.dropped && typeof doc.dropped === "object" ? doc.dropped : {};
     const reasons = Object.keys(dropped).sort().map((k) => [k, scalar(dropped[k])]);
     drawPairs("dropped", reasons, "none");
