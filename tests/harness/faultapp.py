@@ -85,7 +85,7 @@ async def main(reactor: Any, *argv: str) -> None:
         reactor=reactor,
         settings=make_settings(epoch_ms=int(time.time() * 1000), weight=options.weight),
         cluster=options.cluster,
-        etcd_urls=(options.etcd,),
+        etcd_urls=tuple(options.etcd.split(",")),
         etcd_api=options.etcd_api,
         udp_port=0,
         udp_interface=options.address,

@@ -248,7 +248,8 @@ class RealEtcd(ManagedProcess):
 
     Alone (the default) it is a single-member cluster. C{RealEtcdCluster} builds members
     that share one C{initial_cluster}. C{url} is the client URL, e.g.
-    C{http://127.0.0.1:41235}; C{peer_url} is the peer URL.
+    C{http://127.0.0.1:41235} (C{client_host} moves it to another local address, such
+    as a test bridge's); C{peer_url} is the peer URL, always on 127.0.0.1.
     """
 
     label = "etcd"
@@ -263,6 +264,7 @@ class RealEtcd(ManagedProcess):
         initial_cluster: str | None = None,
         cluster_token: str | None = None,
         extra_args: Sequence[str] = (),
+        client_host: str = "127.0.0.1",
     ) -> None:
         self.binary = require_binary("etcd", "etcd-server")
         super().__init__()
@@ -270,7 +272,7 @@ class RealEtcd(ManagedProcess):
         self.name = name
         self.client_port = client_port if client_port is not None else free_port()
         self.peer_port = peer_port if peer_port is not None else free_port()
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.url = f"http://{client_host}:{self.client_port}"
         self.peer_url = f"http://127.0.0.1:{self.peer_port}"
         self.initial_cluster = initial_cluster or f"{name}={self.peer_url}"
         self.cluster_token = cluster_token or f"tn-{os.getpid()}-{self.client_port}"
@@ -318,7 +320,12 @@ class RealEtcdCluster:
     """
 
     def __init__(
-        self, size: int = 3, *, enable_v2: bool = True, extra_args: Sequence[str] = ()
+        self,
+        size: int = 3,
+        *,
+        enable_v2: bool = True,
+        extra_args: Sequence[str] = (),
+        client_host: str = "127.0.0.1",
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one member")
@@ -338,6 +345,7 @@ class RealEtcdCluster:
                 initial_cluster=initial,
                 cluster_token=token,
                 extra_args=extra_args,
+                client_host=client_host,
             )
             for name, (client, peer) in zip(names, ports, strict=True)
         ]

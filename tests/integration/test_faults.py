@@ -3,13 +3,15 @@
 Five nodes, each in its own network namespace (L{tests.harness.netns}), run the
 fault application (L{tests.harness.faultapp}): a C{ClusterNode} under the leased
 election that records, every 20 ms, whether it is master and writes through a shared
-fenced resource while it is. The registry (minietcd, or a real etcd speaking v2 or
-v3) listens on the root namespace's end of the bridge.
+fenced resource while it is. The registry (minietcd, a real etcd 3.4 speaking v2 or
+v3, or a cluster of three real etcd members) listens on the root namespace's end of
+the bridge.
 
 A randomized schedule of faults runs against the master of the moment: SIGSTOP for
 0.5-3 master TTLs, SIGKILL, SIGTERM, its UDP cut (iptables in its namespace), its
 registry connection cut, and the registry itself stopped and restarted (minietcd
-restarts empty; etcd keeps its data). After each fault the cluster must agree on one
+restarts empty; etcd keeps its data); on the three-member etcd, also the etcd leader
+killed and restarted under the cluster. After each fault the cluster must agree on one
 master again. At the end the checker reads every node's samples and the resource's
 log and asserts that no two mastership intervals of different nodes overlap and that
 no write with a stale epoch was accepted; it prints the handover gaps and how many
@@ -42,7 +44,13 @@ from tests.harness.faults import (
     stale_accepted,
 )
 from tests.harness.netns import Topology, require_netns
-from tests.harness.servers import ManagedProcess, MiniEtcdProcess, free_port
+from tests.harness.servers import (
+    ManagedProcess,
+    MiniEtcdProcess,
+    RealEtcd,
+    RealEtcdCluster,
+    free_port,
+)
 
 SIZE = 5
 MASTER_TTL = 2
@@ -59,8 +67,9 @@ FAULTS = (
 )
 
 
-def rounds() -> int:
-    return int(os.environ.get("TWISTEDNODE_FAULT_ROUNDS", "0")) or len(FAULTS)
+def rounds(faults: int) -> int:
+    """How many faults to make: C{TWISTEDNODE_FAULT_ROUNDS}, or each kind once."""
+    return int(os.environ.get("TWISTEDNODE_FAULT_ROUNDS", "0")) or faults
 
 
 def schedule_seed() -> int:
@@ -72,20 +81,31 @@ class _FaultSuite:
     """The suite, for one registry (the subclasses below)."""
 
     api: ClassVar[str]
+    label: ClassVar[str]
+    faults: ClassVar[tuple[str, ...]] = FAULTS
 
-    def make_registry(self, address: str) -> ManagedProcess:
+    def make_registry(self, address: str) -> list[ManagedProcess]:
+        """The registry's processes, listening on C{address} (not started)."""
         raise NotImplementedError
 
-    def registry_url(self, registry: ManagedProcess) -> str:
+    def registry_urls(self) -> list[str]:
         raise NotImplementedError
+
+    def start_registry(self) -> None:
+        """Launch every registry process together (etcd members need each other)."""
+        for process in self.registry:
+            process.launch()
+        for process in self.registry:
+            process.wait_ready()
 
     def setUp(self) -> None:
         ip, iptables = require_netns()
         self.topology = Topology(SIZE, ip=ip, iptables=iptables).create()
         self.addCleanup(self.topology.destroy)
         self.registry = self.make_registry(self.topology.host_address)
-        self.registry.start()
-        self.addCleanup(self.registry.stop)
+        for process in self.registry:
+            self.addCleanup(process.stop)
+        self.start_registry()
         self.scratch = tempfile.mkdtemp(prefix="twistednode-faults-")
         self.addCleanup(shutil.rmtree, self.scratch, True)
         self.fence = os.path.join(self.scratch, "fence")
@@ -94,7 +114,7 @@ class _FaultSuite:
             FaultNode(
                 prefix=self.topology.exec_prefix(index),
                 address=self.topology.address(index),
-                etcd=self.registry_url(self.registry),
+                etcd=",".join(self.registry_urls()),
                 etcd_api=self.api,
                 cluster=cluster,
                 fence=self.fence,
@@ -193,8 +213,9 @@ class _FaultSuite:
 
     def registry_cut(self, master: FaultNode, rng: random.Random) -> str:
         index = self.index_of(master)
-        port = int(self.registry_url(self.registry).rsplit(":", 1)[1])
-        self.topology.cut_tcp_to(index, self.topology.host_address, port)
+        for url in self.registry_urls():
+            port = int(url.rsplit(":", 1)[1])
+            self.topology.cut_tcp_to(index, self.topology.host_address, port)
         try:
             self.hold(HOLD)
         finally:
@@ -202,16 +223,13 @@ class _FaultSuite:
         return f"the master's registry cut {HOLD:.0f} s"
 
     def registry_restart(self, master: FaultNode, rng: random.Random) -> str:
-        self.registry.kill()
+        for process in self.registry:
+            process.kill()
         try:
             self.hold(HOLD)
         finally:
-            self.restart_registry()
+            self.start_registry()
         return f"registry down {HOLD:.0f} s, restarted"
-
-    def restart_registry(self) -> None:
-        self.registry.launch()
-        self.registry.wait_ready()
 
     # -- the test --------------------------------------------------------------------
 
@@ -220,9 +238,9 @@ class _FaultSuite:
         rng = random.Random(seed)
         self.report.append(f"seed {seed}")
         master = self.wait_for_master("at start")
-        faults = list(FAULTS)
+        faults = list(self.faults)
         rng.shuffle(faults)
-        for number in range(rounds()):
+        for number in range(rounds(len(faults))):
             fault = faults[number % len(faults)]
             action: Callable[[FaultNode, random.Random], str] = getattr(
                 self, fault.replace("-", "_")
@@ -255,7 +273,7 @@ class _FaultSuite:
         self.assertTrue(accepted, "the fenced resource accepted no write")
         gaps = handover_gaps(intervals) or [0.0]
         print(
-            f"\n[faults, {self.api}] " + "; ".join(self.report) + f"\n  "
+            f"\n[faults, {self.label}] " + "; ".join(self.report) + f"\n  "
             f"{len(intervals)} terms, no overlap; handover gaps min "
             f"{min(gaps) * 1000:.0f} ms, max {max(gaps):.2f} s; {len(accepted)} "
             f"writes accepted, {len(refused)} late ones refused"
@@ -264,13 +282,61 @@ class _FaultSuite:
 
 class MiniEtcdFaultTests(_FaultSuite, TestCase):
     api = "v2"
+    label = "minietcd"
 
-    def make_registry(self, address: str) -> ManagedProcess:
-        return _MiniEtcdOn(address, free_port())
+    def make_registry(self, address: str) -> list[ManagedProcess]:
+        self.minietcd = _MiniEtcdOn(address, free_port())
+        return [self.minietcd]
 
-    def registry_url(self, registry: ManagedProcess) -> str:
-        assert isinstance(registry, _MiniEtcdOn)
-        return registry.url
+    def registry_urls(self) -> list[str]:
+        return [self.minietcd.url]
+
+
+class RealEtcdV2FaultTests(_FaultSuite, TestCase):
+    """The same schedule on a real etcd 3.4, its v2 API (keys with a TTL)."""
+
+    api = "v2"
+    label = "etcd v2"
+
+    def make_registry(self, address: str) -> list[ManagedProcess]:
+        self.etcd = RealEtcd(client_host=address)
+        return [self.etcd]
+
+    def registry_urls(self) -> list[str]:
+        return [self.etcd.url]
+
+
+class RealEtcdV3FaultTests(RealEtcdV2FaultTests):
+    """The same on etcd's v3 gateway: the key under the node's lease, a transaction."""
+
+    api = "v3"
+    label = "etcd v3"
+
+
+class RealEtcdClusterFaultTests(_FaultSuite, TestCase):
+    """Three etcd members (v3), the nodes given all three URLs; the etcd leader's
+    death joins the schedule."""
+
+    api = "v3"
+    label = "three etcd members, v3"
+    faults = (*FAULTS, "etcd-leader-kill")
+
+    def make_registry(self, address: str) -> list[ManagedProcess]:
+        self.etcd_cluster = RealEtcdCluster(size=3, client_host=address)
+        return list(self.etcd_cluster.members)
+
+    def registry_urls(self) -> list[str]:
+        return self.etcd_cluster.urls
+
+    def etcd_leader_kill(self, master: FaultNode, rng: random.Random) -> str:
+        leader = self.etcd_cluster.leader()
+        leader.kill()
+        try:
+            self.hold(HOLD)
+        finally:
+            leader.launch()
+            leader.wait_ready()
+        return f"etcd leader {leader.name} killed {HOLD:.0f} s, restarted"
 
 
 class _MiniEtcdOn(MiniEtcdProcess):
