@@ -61,6 +61,8 @@ STEPS = (
 
 HELLO_INTERVAL = 1.0
 NODE_TIMEOUT = 2.0
+#: The leased election's TTL (clusternode's --master-ttl default).
+MASTER_TTL = 2.0
 """The nodes' defaults (node-discover's): a hello a second, silent for 2 s = gone."""
 
 AT_ONCE = NODE_TIMEOUT - HELLO_INTERVAL
@@ -99,6 +101,24 @@ class Terminated(BaseException):
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signum)
+
+
+def master_epoch(views: Sequence[NodeView], master: str | None) -> int | None:
+    """The fencing epoch of C{master}'s term: its own view's, else the highest any
+    view knows (one that has not read the new key yet knows the old term's)."""
+    if master is None:
+        return None
+    own = [v.epoch for v in views if v.id == master and v.epoch is not None]
+    known = own or [v.epoch for v in views if v.epoch is not None]
+    return max(known) if known else None
+
+
+def how_elected(mode: str, epoch: int | None) -> str:
+    """A few words on who decided: the registry's lease, or node-discover's hellos."""
+    if mode == "lease":
+        said = "" if epoch is None else f", epoch {epoch}"
+        return f"the registry's lease elected it{said}"
+    return "node-discover's election: the highest weight"
 
 
 def fmt(seconds: float) -> str:
@@ -427,12 +447,14 @@ class Demo:
         )
         master = agreed_master(views)
         elected = held[STEPS[1]] - spawned
+        first_epoch = master_epoch(views, master)
         self.passed(
             STEPS[1],
             elected,
             "spawn",
             f"{self.label(master)} {star}, and all three agree, "
-            f"{fmt(elected - last_up)} after the last node was up",
+            f"{fmt(elected - last_up)} after the last node was up; "
+            + how_elected(views[0].election, first_epoch),
         )
 
         # A fourth node joins; the master stays.
@@ -475,12 +497,23 @@ class Demo:
         )
         failover = held[STEPS[3]] - killed
         new_master = master_of(rest)
+        after = self.views_of(rest) or []
+        new_epoch = master_epoch(after, new_master)
+        if after and after[0].election == "lease":
+            why = (
+                f"{victim.name} sent no goodbye: its master key expired "
+                f"({MASTER_TTL:.0f} s TTL); epoch {new_epoch}, was {first_epoch}"
+            )
+        else:
+            why = (
+                f"{victim.name} sent no goodbye and was timed out "
+                f"({NODE_TIMEOUT:.0f} s of silence)"
+            )
         self.passed(
             STEPS[3],
             failover,
             "SIGKILL",
-            f"{self.label(new_master)} {star} is the new master; {victim.name} sent no "
-            f"goodbye and was timed out ({NODE_TIMEOUT:.0f} s of silence)",
+            f"{self.label(new_master)} {star} is the new master; {why}",
         )
         victim.child.wait(EXIT_TIMEOUT)
 

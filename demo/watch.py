@@ -32,6 +32,8 @@ class NodeView:
     @ivar claimants: those of them that say they are master.
     @ivar started_at: when the node started, in epoch seconds (its clock).
     @ivar received: C{time.monotonic()} here when the document arrived.
+    @ivar election: its election's mode, C{"lease"} or C{"node-discover"}.
+    @ivar epoch: under the lease, the master's fencing epoch as it knows it.
     """
 
     id: str
@@ -43,6 +45,8 @@ class NodeView:
     address: str
     started_at: float
     received: float
+    election: str = "node-discover"
+    epoch: int | None = None
 
     @classmethod
     def parse(cls, document: Any, received: float) -> NodeView:
@@ -52,6 +56,8 @@ class NodeView:
             members = document["members"]
             master = document["master"]
             registry = document.get("registry") or {}
+            election = document.get("election") or {}
+            epoch = election.get("masterEpoch")
             view = cls(
                 id=str(me["id"]),
                 is_master=me["isMaster"] is True,
@@ -62,6 +68,8 @@ class NodeView:
                 address=f"{me['address']}:{me['port']}",
                 started_at=float(me["startedAt"]),
                 received=received,
+                election=str(election.get("mode", "node-discover")),
+                epoch=epoch if isinstance(epoch, int) else None,
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not a status document: {e!r}") from e

@@ -152,6 +152,14 @@ class DemoStoryTests(SynchronousTestCase):
         self.assertGreaterEqual(times[3], 1.0, output)
         # A clean stop is seen before any timeout could have removed the node.
         self.assertLess(times[4], 1.0, output)
+        # The registry's lease elects; the new term's fencing epoch is higher.
+        self.assertRegex(output, r"the registry's lease elected it, epoch \d+\n")
+        failover = re.search(
+            r"its master key expired \(2 s TTL\); epoch (\d+), was (\d+)\n", output
+        )
+        self.assertIsNotNone(failover, output)
+        assert failover is not None
+        self.assertGreater(int(failover.group(1)), int(failover.group(2)), output)
         pids = started(output)
         self.assertEqual(sorted(pids), expected, output)
         for name in expected[-4:]:
