@@ -43,7 +43,7 @@ STACKS: dict[str, tuple[str, ...]] = {
         "membership",
         "protocol",
     ),
-    "twistednode.etcd": ("tls", "httpclient", "base", "v2", "v3"),
+    "twistednode.etcd": ("tls", "httpclient", "base", "v2", "v3", "credentials"),
     "twistednode.election": ("lease", "fencing", "campaign"),
     "twistednode.metrics": ("collector", "exposition"),
     "twistednode.cli": ("snapshot", "follow", "render", "options", "commands", "main"),

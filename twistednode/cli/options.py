@@ -21,12 +21,12 @@ from typing import Any
 from twisted.python import usage
 
 from tapkit.version import version_line
+from twistednode.etcd.credentials import PASSWORD_VARIABLE, credentials_from
 from twistednode.etcd.v3 import Credentials
 from twistednode.registry.record import check_cluster_name
 
 DEFAULT_ETCD = "http://127.0.0.1:2379"
 #: Where an --etcd-user without a password finds it, as etcdctl does.
-PASSWORD_VARIABLE = "ETCDCTL_PASSWORD"
 DEFAULT_TIMEOUT = 5.0
 
 
@@ -40,19 +40,6 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise usage.UsageError("--timeout must be a positive number of seconds")
     return value
-
-
-def read_password(path: str) -> str:
-    """The password in the file C{path}: its first line, without the newline."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            password = f.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-        raise usage.UsageError(f"--etcd-password-file {path}: {reason}") from None
-    if not password:
-        raise usage.UsageError(f"--etcd-password-file {path}: the first line is empty")
-    return password
 
 
 class RegistryOptions(usage.Options):
@@ -118,33 +105,15 @@ class RegistryOptions(usage.Options):
         self["auth"] = self._credentials()
 
     def _credentials(self) -> Credentials | None:
-        user_option, path = self["etcd-user"], self["etcd-password-file"]
-        if user_option is None:
-            if path is not None:
-                raise usage.UsageError("--etcd-password-file needs --etcd-user")
-            return None
-        if self["etcd-api"] == "v2":
-            raise usage.UsageError("--etcd-user needs the v3 API (not v2)")
-        user, colon, password = user_option.partition(":")
-        if not user:
-            raise usage.UsageError(
-                "--etcd-user must be USER or USER:PASSWORD, not " + repr(user_option)
+        try:
+            return credentials_from(
+                self["etcd-user"],
+                self["etcd-password-file"],
+                self["etcd-api"],
+                self._environ,
             )
-        if colon:
-            if path is not None:
-                raise usage.UsageError(
-                    "--etcd-user USER:PASSWORD and --etcd-password-file both give "
-                    "a password: give one"
-                )
-            return Credentials(user, password)
-        if path is not None:
-            return Credentials(user, read_password(path))
-        if self._environ.get(PASSWORD_VARIABLE):
-            return Credentials(user, self._environ[PASSWORD_VARIABLE])
-        raise usage.UsageError(
-            f"--etcd-user {user}: no password; give USER:PASSWORD, "
-            f"--etcd-password-file or ${PASSWORD_VARIABLE}"
-        )
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 class _OwnSynopsis(usage.Options):
