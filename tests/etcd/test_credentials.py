@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from twistednode.etcd.credentials import credentials_from, read_password
@@ -35,7 +37,7 @@ class CredentialsFromTests(SynchronousTestCase):
 
     def test_mistakes_name_the_option(self) -> None:
         """v2 with a user, two passwords, none, no user: each names the option."""
-        cases = [
+        cases: list[tuple[tuple[Any, ...], str]] = [
             (("root:x", None, "v2", {}), "--etcd-user needs the v3 API"),
             (("root:x", "/f", "v3", {}), "both give a password"),
             (("root", None, "v3", {}), "--etcd-user root: no password"),
