@@ -5,17 +5,14 @@ asyncio example)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from tests.harness.childprocess import OutputProcess
 from tests.harness.clusternodes import (
     FAST_TIMERS,
     ClusterNodeProcess,
@@ -25,7 +22,7 @@ from tests.harness.clusternodes import (
     wait_for_cluster,
 )
 from tests.harness.servers import MiniEtcdProcess, shared_minietcd
-from tests.test_readme import README, example_body
+from tests.test_readme import README, Copy, example_body
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "asyncio_node.py"
@@ -93,23 +90,6 @@ class TwistdAsyncioTests(TestCase):
         self.assertEqual(members_of(etcd.url, cluster), [])
 
 
-class Copy(OutputProcess):
-    """One running copy of the asyncio example."""
-
-    def __init__(self, *args: str) -> None:
-        super().__init__(
-            [sys.executable, str(EXAMPLE), *args],
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            what="the asyncio example's output",
-            timeout=WAIT,
-        )
-
-    @property
-    def id(self) -> str:
-        line = self.wait_for(r"^[0-9a-f]{8}: running on ")
-        return line.split(":", 1)[0][-8:]
-
-
 class AsyncioExampleTests(TestCase):
     """docs/asyncio_node.py: an asyncio program with a node inside, really run."""
 
@@ -123,13 +103,13 @@ class AsyncioExampleTests(TestCase):
         both leave cleanly (the first on Ctrl-C) and exit 0."""
         minietcd = MiniEtcdProcess().start()
         self.addCleanup(minietcd.stop)
-        first = Copy(minietcd.url)
+        first = Copy(minietcd.url, example=EXAMPLE)
         self.addCleanup(first.kill)
         first.wait_for(r"^[0-9a-f]{8}: I am the master now$")
         a = first.id
         self.assertIn(f"{a}: running on AsyncioSelectorReactor", first.output)
 
-        second = Copy(minietcd.url, "4")
+        second = Copy(minietcd.url, "4", example=EXAMPLE)
         self.addCleanup(second.kill)
         self.assertEqual(second.finish(), 0, second.output)
         b = second.id

@@ -56,13 +56,14 @@ def long_options(options: type[usage.Options]) -> set[str]:
 
 
 class Copy(OutputProcess):
-    """One running copy of the example, its output read line by line."""
+    """One running copy of an example (the embedding one unless told), its output
+    read line by line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, example: Path = EXAMPLE) -> None:
         super().__init__(
-            [sys.executable, str(EXAMPLE), *args],
+            [sys.executable, str(example), *args],
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            what="the example's output",
+            what=f"{example.name}'s output",
             timeout=WAIT,
         )
 
