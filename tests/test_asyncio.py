@@ -16,10 +16,8 @@ from twisted.trial.unittest import TestCase
 from tests.harness.clusternodes import (
     FAST_TIMERS,
     ClusterNodeProcess,
-    agreed_master_of,
-    all_see_all,
     stop_nodes,
-    wait_for_cluster,
+    wait_for_agreed_master,
 )
 from tests.harness.servers import MiniEtcdProcess, shared_minietcd
 from tests.test_readme import README, Copy, example_body
@@ -69,16 +67,10 @@ class TwistdAsyncioTests(TestCase):
             node.launch()
         for node in nodes:
             node.wait_ready(WAIT)
-        ids = {n.id for n in nodes}
-        wait = wait_for_cluster(
-            nodes,
-            lambda views: (
-                all_see_all(views, ids) and agreed_master_of(views) is not None
-            ),
-            WAIT,
-            "three asyncio nodes agreeing on a master",
+        master = wait_for_agreed_master(
+            nodes, WAIT, "three asyncio nodes agreeing on a master"
         )
-        self.assertIn(agreed_master_of(wait.views), ids)
+        self.assertIn(master, {n.id for n in nodes})
         for node in nodes:
             self.assertIn(f"reactor class: {ASYNCIO_REACTOR}", node.output())
         url = f"http://127.0.0.1:{nodes[0].http_port}/metrics"

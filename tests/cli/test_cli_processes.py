@@ -18,11 +18,9 @@ from tests.harness.childprocess import OutputProcess
 from tests.harness.clusternodes import (
     FAST_TIMERS,
     ClusterNodeProcess,
-    agreed_master_of,
-    all_see_all,
     start_nodes,
     stop_nodes,
-    wait_for_cluster,
+    wait_for_agreed_master,
 )
 from tests.harness.servers import free_port, shared_minietcd, shared_real_etcd
 
@@ -117,18 +115,7 @@ class _Scenarios:
         return nodes
 
     def converged(self, nodes: list[ClusterNodeProcess]) -> str:
-        ids = {n.id for n in nodes}
-        wait = wait_for_cluster(
-            nodes,
-            lambda views: (
-                all_see_all(views, ids) and agreed_master_of(views) is not None
-            ),
-            SETTLE,
-            "nodes that see each other and agree on a master",
-        )
-        master = agreed_master_of(wait.views)
-        assert master is not None
-        return master
+        return wait_for_agreed_master(nodes, SETTLE)
 
     def registry(self) -> list[str]:
         return ["--etcd", self.url, "--cluster", self.cluster, "--etcd-api", self.api]

@@ -555,6 +555,24 @@ def wait_for_cluster(
         time.sleep(interval)
 
 
+def wait_for_agreed_master(
+    nodes: Sequence[ClusterNodeProcess],
+    timeout: float,
+    description: str = "nodes that see each other and agree on a master",
+) -> str:
+    """Wait until every node sees all the others and all name one master; its id."""
+    ids = {n.id for n in nodes}
+    wait = wait_for_cluster(
+        nodes,
+        lambda views: all_see_all(views, ids) and agreed_master_of(views) is not None,
+        timeout,
+        description,
+    )
+    master = agreed_master_of(wait.views)
+    assert master is not None
+    return master
+
+
 def agreed_master(
     nodes: Sequence[ClusterNodeProcess], timeline: MasterTimeline | None = None
 ) -> str | None:

@@ -15,11 +15,9 @@ from twisted.trial.unittest import TestCase
 from tests.harness.clusternodes import (
     FAST_TIMERS,
     ClusterNodeProcess,
-    agreed_master_of,
-    all_see_all,
     start_nodes,
     stop_nodes,
-    wait_for_cluster,
+    wait_for_agreed_master,
 )
 from tests.harness.servers import shared_minietcd
 
@@ -65,15 +63,7 @@ class ClusterMetricsTests(TestCase):
             timers=FAST_TIMERS,
         )
         self.addCleanup(stop_nodes, self.nodes)
-        ids = {n.id for n in self.nodes}
-        wait_for_cluster(
-            self.nodes,
-            lambda views: (
-                all_see_all(views, ids) and agreed_master_of(views) is not None
-            ),
-            SETTLE,
-            "three nodes that see each other and agree on a master",
-        )
+        wait_for_agreed_master(self.nodes, SETTLE)
 
     def test_members_master_and_hellos(self) -> None:
         """Each node counts two registry members; one says master; hellos grow;

@@ -26,8 +26,8 @@ from tests.harness.browser import Browser, assert_png
 from tests.harness.clusternodes import (
     ClusterNodeProcess,
     agreed_master_of,
-    all_see_all,
     stop_nodes,
+    wait_for_agreed_master,
     wait_for_cluster,
 )
 from tests.harness.requirements import require_binary
@@ -110,18 +110,11 @@ class ClusterPageBrowserTests(TestCase):
 
         nodes = self.start_cluster("page-demo")
         ids = {n.id for n in nodes}
-        agreed = wait_for_cluster(
-            nodes,
-            lambda views: (
-                all_see_all(views, ids) and agreed_master_of(views) is not None
-            ),
-            START,
-            "three nodes agreeing on one master",
-        )
         # Which node wins is the election's business (tests/election,
         # tests/integration); the page must show the one the nodes agree on.
-        master = agreed_master_of(agreed.views)
-        assert master is not None
+        master = wait_for_agreed_master(
+            nodes, START, "three nodes agreeing on one master"
+        )
         # Watch from a node that will survive the kill.
         viewer = next(n for n in nodes if n.id != master)
         browser = await Browser.start(cast(IReactorProcess, reactor), chromium)
