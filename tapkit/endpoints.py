@@ -37,8 +37,13 @@ def stream_endpoint(option: str, text: str) -> str:
     try:
         # Parsing only: no parser of Twisted's own uses the reactor before listen().
         serverFromString(None, text)
-    except OSError:
-        pass  # an ssl: key file it could not read: makeService reads it again
+    except OSError as e:
+        # An ssl: endpoint reads its key and certificate as it is parsed.
+        where = f"{e.filename}: " if e.filename else ""
+        raise usage.UsageError(
+            f"{option} {text!r}: cannot read {where}{e.strerror or e} (an ssl: "
+            "endpoint reads privateKey=FILE and certKey=FILE, server.pem if not given)"
+        ) from None
     except (ValueError, TypeError, IndexError, KeyError) as e:
         raise usage.UsageError(
             f"{option} {text!r} is not an endpoint ({e}); use {ENDPOINT_FORMS}"

@@ -38,7 +38,18 @@ class StreamEndpointTests(SynchronousTestCase):
                 self.assertTrue(str(error).startswith("--opt "))
                 self.assertNotIn("\n", str(error))
 
-    def test_key_files_are_not_read_here(self) -> None:
-        """An ssl: endpoint whose files are unreadable is left to makeService."""
-        text = "ssl:0:privateKey=/nope.pem"
-        self.assertEqual(stream_endpoint("--opt", text), text)
+    def test_unreadable_key_file_is_one_line(self) -> None:
+        """An ssl: endpoint whose key file cannot be read is one line naming the
+        option and the file (the default, server.pem, included)."""
+        for text, missing in (
+            ("ssl:0:privateKey=/nope.pem", "/nope.pem"),
+            ("ssl:0", "server.pem"),
+        ):
+            with self.subTest(text=text):
+                error = str(
+                    self.assertRaises(usage.UsageError, stream_endpoint, "--opt", text)
+                )
+                self.assertTrue(error.startswith(f"--opt {text!r}: cannot read "))
+                self.assertIn(missing, error)
+                self.assertIn("No such file", error)
+                self.assertNotIn("\n", error)

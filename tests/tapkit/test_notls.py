@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import twisted.test
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 PROBE = """
@@ -36,6 +38,10 @@ def probe(module: str, *args: str) -> list[str]:
     return result.stdout.split()
 
 
+#: A key and certificate Twisted's own tests ship (an ssl: endpoint reads its files).
+SERVER_PEM = FilePath(twisted.test.__file__).sibling("server.pem").path
+
+
 class WithoutTLSTests(TestCase):
     def test_plain_node_does_not_load_openssl(self) -> None:
         """A node with an http:// registry never loads pyOpenSSL."""
@@ -60,6 +66,6 @@ class WithoutTLSTests(TestCase):
     def test_ssl_listener_keeps_tls(self) -> None:
         """minietcd with an ssl: listener keeps TLS available."""
         self.assertEqual(
-            probe("minietcd.tap", "--listen", "ssl:2379:privateKey=k.pem"),
+            probe("minietcd.tap", "--listen", f"ssl:2379:privateKey={SERVER_PEM}"),
             ["loaded", "tls"],
         )
