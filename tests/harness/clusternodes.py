@@ -99,8 +99,9 @@ FAST_TIMERS = Timers(0.2, 0.4, 0.8, 0.8)
 class _StatusClient:
     """A keep-alive HTTP connection to one node, reconnecting when it breaks."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
+        self.host = host
         self._connection: http.client.HTTPConnection | None = None
 
     def get(self, path: str, timeout: float = REQUEST_TIMEOUT) -> tuple[int, bytes]:
@@ -108,7 +109,7 @@ class _StatusClient:
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=timeout
+                    self.host, self.port, timeout=timeout
                 )
             try:
                 self._connection.request("GET", path)
@@ -210,13 +211,18 @@ def all_see_all(views: Iterable[NodeView], ids: Iterable[str]) -> bool:
 
 
 class ClusterNodeProcess(ManagedProcess):
-    """C{twistd -n --pidfile= clusternode ...} on 127.0.0.1.
+    """C{twistd -n --pidfile= clusternode ...} on 127.0.0.1 (or C{host}).
 
     @param etcd: the registry URL(s); None runs with C{--no-etcd} (needs C{peers}).
     @param peers: C{HOST:PORT} static peers (C{--peer}, repeatable).
     @param udp_port: the UDP port, 0 (the default) for any free one.
     @param timers: the discovery intervals; None leaves the node's defaults.
     @param extra_args: more C{clusternode} options, e.g. C{["--client"]}.
+    @param host: the address its UDP socket and status API bind to (and the test
+        reaches it at): another than 127.0.0.1 in a network namespace.
+    @param prefix: an argv prefix to run it with, e.g. C{ip netns exec NAME}.
+    @param reach: where the test reaches its status API, if not at C{host} (a node
+        behind NAT, through a forwarded port).
     """
 
     label = "clusternode"
@@ -235,6 +241,9 @@ class ClusterNodeProcess(ManagedProcess):
         timers: Timers | None = None,
         ttl: int | None = None,
         extra_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        reach: str | None = None,
     ) -> None:
         super().__init__()
         if etcd is None and not peers:
@@ -250,7 +259,10 @@ class ClusterNodeProcess(ManagedProcess):
         self.timers = timers
         self.ttl = ttl
         self.extra_args = list(extra_args)
-        self._client = _StatusClient(self.http_port)
+        self.host = host
+        self.prefix = list(prefix)
+        self.reach = reach or host
+        self._client = _StatusClient(self.http_port, self.reach)
         self._udp_port: int | None = udp_port or None
         self._last_output = ""
         self.launched_at: float | None = None
@@ -258,6 +270,7 @@ class ClusterNodeProcess(ManagedProcess):
 
     def _argv(self) -> list[str]:
         argv = [
+            *self.prefix,
             twistd_path(),
             "-n",
             "--pidfile=",
@@ -267,9 +280,9 @@ class ClusterNodeProcess(ManagedProcess):
             "--udp-port",
             str(self.requested_udp_port),
             "--udp-interface",
-            "127.0.0.1",
+            self.host,
             "--http",
-            f"tcp:{self.http_port}:interface=127.0.0.1",
+            f"tcp:{self.http_port}:interface={self.host}",
         ]
         if self.etcd:
             argv += ["--etcd", ",".join(self.etcd)]
@@ -290,7 +303,7 @@ class ClusterNodeProcess(ManagedProcess):
         return argv + self.extra_args
 
     def _ready_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/status"
+        return f"http://{self.reach}:{self.http_port}/status"
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -405,26 +405,38 @@ def twistd_path() -> str:
 
 
 class MiniEtcdProcess(ManagedProcess):
-    """Our minietcd: C{twistd -n minietcd --listen tcp:<port>:interface=127.0.0.1}."""
+    """Our minietcd: C{twistd -n minietcd --listen tcp:<port>:interface=127.0.0.1}.
+
+    C{host} moves the listener to another local address, and C{prefix} runs it
+    elsewhere (C{ip netns exec NAME}: in a test's network namespace).
+    """
 
     label = "minietcd"
 
     def __init__(
-        self, *, port: int | None = None, extra_args: Sequence[str] = ()
+        self,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.port = port if port is not None else free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.prefix = list(prefix)
+        self.url = f"http://{host}:{self.port}"
         self.extra_args = list(extra_args)
 
     def _argv(self) -> list[str]:
         return [
+            *self.prefix,
             twistd_path(),
             "-n",
             "--pidfile=",
             "minietcd",
             "--listen",
-            f"tcp:{self.port}:interface=127.0.0.1",
+            f"tcp:{self.port}:interface={self.host}",
             *self.extra_args,
         ]
 

@@ -49,7 +49,6 @@ from tests.harness.servers import (
     MiniEtcdProcess,
     RealEtcd,
     RealEtcdCluster,
-    free_port,
 )
 
 SIZE = 5
@@ -285,7 +284,7 @@ class MiniEtcdFaultTests(_FaultSuite, TestCase):
     label = "minietcd"
 
     def make_registry(self, address: str) -> list[ManagedProcess]:
-        self.minietcd = _MiniEtcdOn(address, free_port())
+        self.minietcd = MiniEtcdProcess(host=address)
         return [self.minietcd]
 
     def registry_urls(self) -> list[str]:
@@ -337,17 +336,3 @@ class RealEtcdClusterFaultTests(_FaultSuite, TestCase):
             leader.launch()
             leader.wait_ready()
         return f"etcd leader {leader.name} killed {HOLD:.0f} s, restarted"
-
-
-class _MiniEtcdOn(MiniEtcdProcess):
-    """minietcd listening on the bridge's root address."""
-
-    def __init__(self, address: str, port: int) -> None:
-        super().__init__(port=port)
-        self.address = address
-        self.url = f"http://{address}:{port}"
-
-    def _argv(self) -> list[str]:
-        argv = super()._argv()
-        argv[argv.index("--listen") + 1] = f"tcp:{self.port}:interface={self.address}"
-        return argv
