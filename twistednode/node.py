@@ -29,11 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from attrs import define, evolve, field, frozen
 from twisted.application.internet import UDPServer
 from twisted.application.service import MultiService
-from twisted.application.strports import service as stream_service
 from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from twistednode.discovery.legacykey import LegacyKey
 from twistednode.discovery.membership import (
@@ -49,16 +47,16 @@ from twistednode.discovery.membership import (
 from twistednode.discovery.protocol import HelloProtocol
 from twistednode.discovery.settings import Settings
 from twistednode.discovery.wire import PROCESS_PID, Envelope
-from twistednode.election.campaign import LeaseCampaign
 from twistednode.election.lease import MIN_TTL, Holder
-from twistednode.etcd.v3 import Credentials
 from twistednode.localaddress import local_address_towards
-from twistednode.registry.backends import SelectedBackend, make_backend
 from twistednode.registry.record import MemberRecord
-from twistednode.registry.service import Registry, RemovalReason
 
 if TYPE_CHECKING:
+    from twistednode.election.campaign import LeaseCampaign
     from twistednode.etcd.tls import ClientTLS
+    from twistednode.etcd.v3 import Credentials
+    from twistednode.registry.backends import SelectedBackend
+    from twistednode.registry.service import Registry, RemovalReason
     from twistednode.web.status import StatusAPI, StatusDocument
 
 EventName = Literal["added", "removed", "master", "promotion", "demotion"]
@@ -223,6 +221,12 @@ class ClusterNode(MultiService):
             reactor=self.reactor,
         ).setServiceParent(self)
         if self.etcd_urls:
+            # The registry's clients (treq, twisted.web.client) load only for a
+            # node that has a registry; the election's with them.
+            from twistednode.election.campaign import LeaseCampaign
+            from twistednode.registry.backends import make_backend
+            from twistednode.registry.service import Registry
+
             self._backend = make_backend(
                 self.reactor,
                 self.etcd_urls,
@@ -252,6 +256,9 @@ class ClusterNode(MultiService):
                     head_start=self._head_start,
                 )
         if self.http is not None:
+            from twisted.application.strports import service as stream_service
+            from twisted.web.server import Site
+
             from twistednode.metrics.exposition import NodeMetrics
             from twistednode.web.status import StatusAPI  # Klein, only when asked for
 

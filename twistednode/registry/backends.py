@@ -45,8 +45,6 @@ from twistednode.etcd.base import (
     timed_out,
 )
 from twistednode.etcd.httpclient import http_client
-from twistednode.etcd.v2 import EtcdV2Client
-from twistednode.etcd.v3 import Credentials, EtcdV3Client
 from twistednode.registry.backend import (
     BackendError,
     BackendUnavailable,
@@ -55,11 +53,12 @@ from twistednode.registry.backend import (
     RegistryBackend,
 )
 from twistednode.registry.timing import RequestStats
-from twistednode.registry.v2 import EtcdV2Backend
-from twistednode.registry.v3 import EtcdV3Backend
 
 if TYPE_CHECKING:
     from twistednode.etcd.tls import ClientTLS
+    from twistednode.etcd.v3 import Credentials
+    from twistednode.registry.v2 import EtcdV2Backend
+    from twistednode.registry.v3 import EtcdV3Backend
 
 Api = Literal["auto", "v2", "v3"]
 Chosen = Literal["v2", "v3"]
@@ -162,6 +161,11 @@ class SelectedBackend:
                     f"etcd user/password auth needs the v3 API, but {self.urls[0]} "
                     "serves only v2"
                 )
+            # Each API's client loads only once it is chosen: one process never
+            # needs both.
+            from twistednode.etcd.v2 import EtcdV2Client
+            from twistednode.registry.v2 import EtcdV2Backend
+
             v2 = EtcdV2Client(
                 self._reactor,
                 self.urls,
@@ -170,6 +174,9 @@ class SelectedBackend:
             )
             self._backend = EtcdV2Backend(v2)
         else:
+            from twistednode.etcd.v3 import EtcdV3Client
+            from twistednode.registry.v3 import EtcdV3Backend
+
             v3 = EtcdV3Client(
                 self._reactor,
                 self.urls,
