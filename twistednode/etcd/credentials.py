@@ -44,12 +44,12 @@ def credentials_from(
 
     C{api} is the C{--etcd-api} asked for: authentication needs v3.
     """
-    from twistednode.etcd.v3 import Credentials  # only when a user is given
-
     if user_option is None:
         if password_file is not None:
             raise ValueError("--etcd-password-file needs --etcd-user")
         return None
+    from twistednode.etcd.v3 import Credentials  # only when a user is given
+
     if api == "v2":
         raise ValueError("--etcd-user needs the v3 API (not v2)")
     user, colon, password = user_option.partition(":")
