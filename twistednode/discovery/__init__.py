@@ -3,5 +3,5 @@ and
 its election (pure), its events, and the UDP protocol that adapts them to a socket.
 
 Internal: not part of the public API (that is what C{twistednode} exports). This part
-imports nothing else of twistednode.
+imports only twistednode.trust (the keyring and sealed datagrams).
 """

@@ -44,6 +44,7 @@ from twistednode.discovery.membership import (
     SendHello,
     Source,
 )
+from twistednode.trust.seal import Sealer, SealError
 
 Observer = Callable[[MembershipEvent], None]
 Handler = Callable[[object, wire.Envelope, Source], None]
@@ -107,6 +108,8 @@ class HelloProtocol(DatagramProtocol):
     pid: str
     host_name: str | None
     key: LegacyKey | None = None
+    #: With a keyring: every datagram sealed, every unsealed one dropped ("auth").
+    sealer: Sealer | None = None
     observer: Observer = _ignore
     resolver: Resolver | None = None
     resolve_interval: float = 30.0
@@ -309,13 +312,25 @@ class HelloProtocol(DatagramProtocol):
         )
         self._send(envelope, destinations)
 
+    def datagram(self, envelope: wire.Envelope) -> bytes:
+        """The datagram that carries C{envelope}: node-discover's encoding, sealed
+        when there is a keyring. Raises L{wire.EncodeError} (L{wire.MessageTooLarge}
+        above the UDP limit, sealing included)."""
+        datagram = wire.encode(envelope, self.key)
+        if self.sealer is None:
+            return datagram
+        sealed = self.sealer.seal(self.clock.seconds(), datagram)
+        if len(sealed) > wire.MAX_DATAGRAM:
+            raise wire.MessageTooLarge(len(sealed))
+        return sealed
+
     def _send(self, envelope: wire.Envelope, destinations: Iterable[Source]) -> None:
         transport = self.transport
         if transport is None:
             return
         try:
-            datagram = wire.encode(envelope, self.key)
-        except wire.EncodeError as e:
+            datagram = self.datagram(envelope)
+        except (wire.EncodeError, SealError) as e:
             self.log.error(
                 "not sending {event}: {error}", event=envelope.event, error=str(e)
             )
@@ -352,7 +367,7 @@ class HelloProtocol(DatagramProtocol):
         if not wire.js_truthy(payload):
             raise ValueError(f"payload {payload!r} is falsy; receivers would drop it")
         envelope = wire.Envelope(channel, self.pid, self.iid, self.host_name, payload)
-        wire.encode(envelope, self.key)  # raises EncodeError / MessageTooLarge
+        self.datagram(envelope)  # raises EncodeError / MessageTooLarge
         self._send(envelope, self.destinations())
 
     def subscribe(self, channel: str, handler: Handler) -> Callable[[], None]:
@@ -380,7 +395,7 @@ class HelloProtocol(DatagramProtocol):
         """
         probe = dict(self.membership.me(), advertisement=value)
         envelope = wire.Envelope("hello", self.pid, self.iid, self.host_name, probe)
-        wire.encode(envelope, self.key)
+        self.datagram(envelope)
         self.membership.set_advertisement(value)
         self._hello_all()
 
@@ -473,6 +488,18 @@ class HelloProtocol(DatagramProtocol):
 
     def _receive(self, datagram: bytes, source: Source) -> None:
         membership = self.membership
+        if self.sealer is not None:
+            try:
+                datagram = self.sealer.open(self.clock.seconds(), datagram)
+            except SealError as e:
+                membership.record_drop("auth")  # unsealed, foreign, forged, replayed
+                self.log.debug(
+                    "dropped a datagram from {source}: not sealed for us ({why})",
+                    source=source,
+                    why=e.reason,
+                    detail=e.detail,
+                )
+                return
         try:
             envelope = wire.decode(datagram, self.key)
         except wire.Dropped as e:

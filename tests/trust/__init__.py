@@ -1,0 +1,1 @@
+"""Tests for twistednode.trust: the keyring, sealed datagrams, live reloading."""
