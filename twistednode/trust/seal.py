@@ -22,15 +22,14 @@ from __future__ import annotations
 import os
 import struct
 from collections import OrderedDict
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from attrs import define, field, frozen
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from twistednode.trust.keyring import KEY_ID_SIZE, Keyring, key_id
+
+if TYPE_CHECKING:  # cryptography loads with the first keyed datagram, not before
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: The first bytes of every sealed datagram: 0xFF never starts UTF-8 text, so a
 #: sealed datagram is never taken for node-discover JSON (plain or legacy-keyed).
@@ -104,6 +103,9 @@ def associated_data(header: bytes, cluster: str) -> bytes:
 
 def derive(key: bytes, boot: bytes) -> bytes:
     """One sender boot's key: HKDF-SHA256 of the cluster key, salted by the boot id."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=boot, info=_HKDF_INFO
     ).derive(key)
@@ -231,6 +233,8 @@ class Sealer:
         if not keys:
             raise SealError("unknown-key", header.key_id.hex())
         self.replay.check(now, header)
+        from cryptography.exceptions import InvalidTag
+
         data = associated_data(datagram[:HEADER_SIZE], self.cluster)
         body = datagram[HEADER_SIZE:]
         for key in keys:
@@ -249,6 +253,8 @@ class Sealer:
         if cipher is not None:
             self._ciphers.move_to_end((key, boot))
             return cipher
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         cipher = AESGCM(derive(key, boot))
         if keep:
             self._keep(key, boot, cipher)
