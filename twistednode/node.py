@@ -50,6 +50,8 @@ from twistednode.discovery.wire import PROCESS_PID, Envelope
 from twistednode.election.lease import MIN_TTL, Holder
 from twistednode.localaddress import local_address_towards
 from twistednode.registry.record import MemberRecord
+from twistednode.trust.keyring import Keyring
+from twistednode.trust.seal import Sealer
 
 if TYPE_CHECKING:
     from twistednode.election.campaign import LeaseCampaign
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from twistednode.etcd.v3 import Credentials
     from twistednode.registry.backends import SelectedBackend
     from twistednode.registry.service import Registry, RemovalReason
+    from twistednode.trust.reload import KeyringFile
     from twistednode.web.status import StatusAPI, StatusDocument
 
 EventName = Literal["added", "removed", "master", "promotion", "demotion"]
@@ -139,6 +142,12 @@ class ClusterNode(MultiService):
         >= 2: how long a crashed master keeps the key.
     @ivar monotonic: the clock terms are judged on; default C{time.monotonic} on a
         real reactor, the reactor's own C{seconds} on a test clock.
+    @ivar keyring: seal every datagram with its first key and accept only datagrams
+        sealed with one of its keys and this cluster's name (docs/sealed-datagrams.md).
+        None (and no C{cluster_key_file}): node-discover's unsealed wire.
+    @ivar cluster_key_file: a keyring file (one base64 key a line, the first seals),
+        read when the node is made (L{KeyringError} if unusable), re-read when it
+        changes and on L{reload_keyring}.
     """
 
     log = Logger()
@@ -164,6 +173,8 @@ class ClusterNode(MultiService):
     election: str = "auto"
     master_ttl: int = MIN_TTL
     monotonic: Callable[[], float] | None = None
+    keyring: Keyring | None = None
+    cluster_key_file: str | None = None
 
     _membership: Membership = field(init=False)
     _hello: HelloProtocol = field(init=False)
@@ -176,6 +187,8 @@ class ClusterNode(MultiService):
     _address: str = field(default="127.0.0.1", init=False)
     _mode: ElectionMode = field(default="node-discover", init=False)
     _campaign: LeaseCampaign | None = field(default=None, init=False)
+    _sealer: Sealer | None = field(default=None, init=False)
+    _keyring_file: KeyringFile | None = field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -202,15 +215,21 @@ class ClusterNode(MultiService):
             if self.settings.key is None
             else LegacyKey.from_password(self.settings.key)
         )
+        self._sealer = self._make_sealer()
+        if self._sealer is not None and key is not None:
+            raise ValueError("a keyring and the legacy key cannot be used together")
         self._hello = HelloProtocol(
             membership=self._membership,
             clock=self.reactor,
             pid=self.pid,
             host_name=self.host_name,
             key=key,
+            sealer=self._sealer,
             observer=self._on_event,
             master_flag=self._lease_master if self._mode == "lease" else None,
         )
+        if self._keyring_file is not None:
+            self._keyring_file.setServiceParent(self)
         if self.advertisement is not None:
             self._membership.set_advertisement(self.advertisement)
         UDPServer(
@@ -271,6 +290,41 @@ class ClusterNode(MultiService):
             )
             site = Site(self._status.resource())
             stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)
+
+    def _make_sealer(self) -> Sealer | None:
+        if self.cluster_key_file is not None:
+            if self.keyring is not None:
+                raise ValueError("give a keyring or a cluster_key_file, not both")
+            from twistednode.trust.reload import KeyringFile
+
+            self._keyring_file = KeyringFile(
+                self.cluster_key_file, self.reactor, self._keyring_changed
+            )
+            self.keyring = self._keyring_file.keyring
+        if self.keyring is None:
+            return None
+        return Sealer(self.keyring, self.cluster)
+
+    def _keyring_changed(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        if self._sealer is not None:
+            self._sealer.set_keyring(keyring)
+        self._changed()
+
+    def reload_keyring(self) -> bool:
+        """Re-read the C{cluster_key_file} now (twistd's clusternode calls it on
+        SIGHUP); whether the keys changed. A file that no longer parses is logged
+        and the keys in use stay."""
+        if self._keyring_file is None:
+            return False
+        return self._keyring_file.reload()
+
+    def set_keyring(self, keyring: Keyring) -> None:
+        """Seal with C{keyring}'s first key from now on and accept any of its keys
+        (a node made with a keyring; the rotation procedure is in the README)."""
+        if self._sealer is None:
+            raise ValueError("this node was made without a keyring")
+        self._keyring_changed(keyring)
 
     # -- what an application reads -------------------------------------------------
 
@@ -702,6 +756,7 @@ class ClusterNode(MultiService):
             "registry": registry,
             "election": self._election_status(),
             "dropped": dict(self._membership.dropped),
+            "keyring": None if self.keyring is None else self.keyring.ids(),
         }
 
     def _election_status(self) -> dict[str, Any]:
