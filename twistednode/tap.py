@@ -211,7 +211,23 @@ class Options(usage.Options):
             "Lease election: seconds a crashed master keeps the key (>= 2).",
             _integer("master-ttl"),
         ],
-        ["legacy-key", None, None, "node-discover 'key' (weak, legacy encryption)."],
+        [
+            "legacy-key",
+            None,
+            None,
+            "Deprecated: node-discover's 'key' (MD5 key, static IV, no integrity: "
+            "not security; node-discover on Node.js 22+ cannot use it). Use "
+            "--cluster-key-file.",
+        ],
+        [
+            "cluster-key-file",
+            None,
+            None,
+            "Keyring file: one base64 32-byte key a line (make one with --new-key); "
+            "the first seals every datagram (AES-256-GCM), every one is accepted. "
+            "Re-read on SIGHUP and when it changes. Unsealed datagrams are dropped, "
+            "so node-discover peers cannot join.",
+        ],
         ["node-id", None, None, "Node id (a UUID; default: a new random one)."],
         ["etcd-cacert", None, None, "CA file to verify an https:// etcd."],
         ["etcd-cert", None, None, "Client certificate file for etcd."],
@@ -239,6 +255,13 @@ class Options(usage.Options):
     def opt_peer(self, value: str) -> None:
         """Add a static peer HOST[:PORT] (repeatable; port defaults to --udp-port)."""
         self["peers"].append(_parse_peer(value))
+
+    def opt_new_key(self) -> None:
+        """Print a new random key (a keyring line for --cluster-key-file), then exit."""
+        from twistednode.trust.keyring import new_key
+
+        sys.stdout.write(new_key() + "\n")
+        sys.exit(0)
 
     def opt_version(self) -> None:
         """Print the project's version and Twisted's, then exit."""
@@ -271,6 +294,7 @@ class Options(usage.Options):
         if self["no-etcd"] and not self["peers"]:
             raise usage.UsageError("--no-etcd needs at least one --peer")
         self._check_election()
+        self._check_keyring()
         if self["advertisement"] is not None:
             try:
                 self["advertisement"] = json.loads(self["advertisement"])
@@ -322,6 +346,22 @@ class Options(usage.Options):
                 "--election lease has exactly one master: drop --masters-required "
                 "or use --election node-discover"
             )
+
+    def _check_keyring(self) -> None:
+        """Read the keyring file now, so a bad one is one usage line."""
+        path = self["cluster-key-file"]
+        if path is None:
+            return
+        if self["legacy-key"] is not None:
+            raise usage.UsageError(
+                "--cluster-key-file and --legacy-key cannot be used together"
+            )
+        from twistednode.trust.keyring import KeyringError, read_keyring
+
+        try:
+            read_keyring(path)
+        except KeyringError as e:
+            raise usage.UsageError(f"--cluster-key-file: {e}") from None
 
     def _credentials(self) -> Any:
         """The etcd v3 Credentials of --etcd-user and its password, or None."""
@@ -382,8 +422,13 @@ def makeService(config: Options, reactor: Any = None) -> Program:
         etcd_auth=config["auth"],
         election=config["election"],
         master_ttl=config["master-ttl"],
+        cluster_key_file=config["cluster-key-file"],
         **extra,
     )
+    if config["cluster-key-file"] is not None:
+        from twistednode.trust.reload import SighupReload
+
+        SighupReload(node.reload_keyring, reactor).setServiceParent(node)
     return Program("clusternode", node, _listeners(node, config))
 
 
