@@ -30,7 +30,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.election": frozenset({"tapkit", "twistednode.registry"}),
     "twistednode.metrics": frozenset({"tapkit"}),
     "twistednode.cli": frozenset(
-        {"tapkit", "twistednode.etcd", "twistednode.registry", "twistednode.election"}
+        {
+            "tapkit",
+            "twistednode.etcd",
+            "twistednode.registry",
+            "twistednode.election",
+            "twistednode.trust",
+        }
     ),
 }
 

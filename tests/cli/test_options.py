@@ -48,7 +48,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_no_command(self) -> None:
         """Without a command the mistake says which there are."""
-        self.assertIn("members, status or watch", self.error(Options(), []))
+        self.assertIn("members, status, watch or new-key", self.error(Options(), []))
 
     def test_bad_values_name_the_option(self) -> None:
         """Each wrong value is a UsageError naming its option."""

@@ -129,6 +129,14 @@ async def members(reactor: Any, config: Any, out: IO[str], http: Any = None) -> 
     out.flush()
 
 
+async def new_key(reactor: Any, config: Any, out: IO[str], http: Any = None) -> None:
+    """C{twistednode new-key}: 32 random bytes in base64, one keyring line."""
+    from twistednode.trust.keyring import new_key as make_key
+
+    out.write(make_key() + "\n")
+    out.flush()
+
+
 async def status(reactor: Any, config: Any, out: IO[str], http: Any = None) -> None:
     """C{twistednode status URL}: a node's C{/status}, readable (or C{--json})."""
     url = config["url"]

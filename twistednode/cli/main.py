@@ -20,11 +20,11 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from tapkit.notls import without_tls
-from twistednode.cli.commands import CommandFailed, members, status, watch
+from twistednode.cli.commands import CommandFailed, members, new_key, status, watch
 from twistednode.cli.options import Options
 
 PROGRAM = "twistednode"
-COMMANDS = {"members": members, "status": status, "watch": watch}
+COMMANDS = {"members": members, "status": status, "watch": watch, "new-key": new_key}
 
 
 def parse(argv: Sequence[str], err: IO[str]) -> Options | None:

@@ -160,6 +160,15 @@ class StatusOptions(_OwnSynopsis):
         self["uses-tls"] = self["url"].startswith("https://")
 
 
+class NewKeyOptions(_OwnSynopsis):
+    """C{twistednode new-key}: one new random key, a line for a keyring file."""
+
+    synopsis = "Usage: twistednode new-key"
+
+    def postOptions(self) -> None:
+        self["uses-tls"] = False
+
+
 def status_url(text: str) -> str:
     """The C{/status} URL of a node's C{--http} address: C{http://HOST:PORT},
     C{HOST:PORT}, or a bare port (127.0.0.1), with or without C{/status}."""
@@ -182,12 +191,14 @@ class Options(usage.Options):
     synopsis = "Usage: twistednode COMMAND [options]"
     longdesc = (
         "members: the cluster from the registry alone; status: one running node's "
-        "view (its --http /status); watch: follow joins, leaves and master changes."
+        "view (its --http /status); watch: follow joins, leaves and master changes; "
+        "new-key: a key for a --cluster-key-file keyring."
     )
     subCommands = [
         ["members", None, MembersOptions, "List the cluster's members and master."],
         ["status", None, StatusOptions, "Show a running node's status."],
         ["watch", None, WatchOptions, "Print joins, leaves and master changes."],
+        ["new-key", None, NewKeyOptions, "Print a new key for a keyring file."],
     ]
 
     def opt_version(self) -> None:
@@ -197,4 +208,6 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         if self.subCommand is None:
-            raise usage.UsageError("a command is needed: members, status or watch")
+            raise usage.UsageError(
+                "a command is needed: members, status, watch or new-key"
+            )
