@@ -166,6 +166,7 @@ HEADINGS = (
     "`twistd -n clusternode` options",
     "`twistd -n minietcd` options",
     "The status API",
+    "Sealed membership traffic: a cluster key",
     "Logging",
     "Embedding a node in your application",
     "From an asyncio program",
