@@ -459,6 +459,17 @@ class HelloDataTests(SynchronousTestCase):
             {"v": 1, "seq": 1, "idx": None, "view": None, "hw": None},
         )
 
+    def test_extension_fields_ride_in_the_marker(self) -> None:
+        """Other parts' fields go into our extension key; None takes one out, and
+        the election's own fields cannot be replaced."""
+        m = node()
+        m.set_extension("tx", "http://127.0.0.1:5000")
+        marker = m.hello_data()[EXTENSION_KEY]
+        self.assertEqual(marker["tx"], "http://127.0.0.1:5000")  # type: ignore[index]
+        m.set_extension("tx", None)
+        self.assertNotIn("tx", m.hello_data()[EXTENSION_KEY])  # type: ignore[operator]
+        self.assertRaises(ValueError, m.set_extension, "seq", 7)
+
     def test_sequence_increases(self) -> None:
         """Every hello and goodbye takes the next seq; me() does not."""
         m = node()

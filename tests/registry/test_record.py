@@ -71,6 +71,27 @@ class MemberRecordTests(SynchronousTestCase):
         older["client"] = "yes"
         self.assertRaises(ValueError, MemberRecord.from_json, json.dumps(older), IID)
 
+    def test_transport_and_capacity_round_trip_and_default(self) -> None:
+        """The node-to-node URL and the capacity are stored only when set; a
+        record without them reads as no transport and capacity 1; bad ones are
+        refused."""
+        plain = json.loads(record().to_json())
+        self.assertNotIn("transport", plain)
+        self.assertNotIn("capacity", plain)
+        self.assertIsNone(MemberRecord.from_json(record().to_json(), IID).transport)
+        full = attrs.evolve(record(), transport="http://10.0.0.5:4000", capacity=2.5)
+        back = MemberRecord.from_json(full.to_json(), IID)
+        self.assertEqual((back.transport, back.capacity), ("http://10.0.0.5:4000", 2.5))
+        for key, bad in [
+            ("transport", "ftp://x"),
+            ("transport", 7),
+            ("capacity", 0),
+            ("capacity", "2"),
+            ("capacity", 1e7),
+        ]:
+            data = dict(plain, **{key: bad})
+            self.assertRaises(ValueError, MemberRecord.from_json, json.dumps(data), IID)
+
     def test_round_trip(self) -> None:
         """from_json(to_json()) gives the same record."""
         self.assertEqual(MemberRecord.from_json(record().to_json(), IID), record())

@@ -213,6 +213,7 @@ class Membership:
     _eligible: bool = field(default=True, init=False)
     _advertisement: object = field(default=_UNSET, init=False)
     _seq: int = field(default=0, init=False)
+    _extension: dict[str, object] = field(factory=dict, init=False)
     _registry: dict[str, int] = field(factory=dict, init=False)
     _view_index: int | None = field(default=None, init=False)
     _own_index: int | None = field(default=None, init=False)
@@ -325,6 +326,7 @@ class Membership:
             "idx": self._own_index,
             "view": self._view_index,
             "hw": self._heard_watermark(),
+            **self._extension,
         }
         return data
 
@@ -335,6 +337,17 @@ class Membership:
         except (TypeError, ValueError) as e:
             raise ValueError(f"the advertisement must be JSON: {e}") from None
         self._advertisement = value
+
+    def set_extension(self, name: str, value: object) -> None:
+        """Send C{name: value} in our extension key of every hello from now on
+        (other parts' fields: the transport endpoint, the capacity); None removes
+        it. The election's own fields cannot be replaced."""
+        if name in ("v", "seq", "idx", "view", "hw"):
+            raise ValueError(f"{name!r} is the election's own extension field")
+        if value is None:
+            self._extension.pop(name, None)
+        else:
+            self._extension[name] = value
 
     # -- inputs ----------------------------------------------------------------
 

@@ -357,8 +357,11 @@ class HelloProtocol(DatagramProtocol):
                     error=str(e),
                 )
 
-    def publish(self, channel: str, payload: object) -> None:
-        """Send C{payload} on C{channel} to every destination (fire and forget).
+    def publish(
+        self, channel: str, payload: object, to: Iterable[Source] | None = None
+    ) -> None:
+        """Send C{payload} on C{channel} to every destination, or to C{to} (fire
+        and forget).
 
         Raises ValueError for a reserved channel, a payload JavaScript treats as
         false (receivers drop it), a payload that is not JSON, or one too large.
@@ -368,7 +371,21 @@ class HelloProtocol(DatagramProtocol):
             raise ValueError(f"payload {payload!r} is falsy; receivers would drop it")
         envelope = wire.Envelope(channel, self.pid, self.iid, self.host_name, payload)
         self.datagram(envelope)  # raises EncodeError / MessageTooLarge
-        self._send(envelope, self.destinations())
+        self._send(envelope, self.destinations() if to is None else to)
+
+    def deliver(self, envelope: wire.Envelope, source: Source) -> bool:
+        """Hand a channel message to its subscriber (one that came in a datagram,
+        or over the node-to-node transport); whether anyone had subscribed."""
+        handler = self._channels.get(envelope.event)
+        if handler is None:
+            return False
+        try:
+            handler(envelope.data, envelope, source)
+        except Exception:
+            self.log.failure(
+                "handler for channel {channel} failed", channel=envelope.event
+            )
+        return True
 
     def subscribe(self, channel: str, handler: Handler) -> Callable[[], None]:
         """Deliver C{channel} messages to C{handler(payload, envelope, source)}.
@@ -525,13 +542,7 @@ class HelloProtocol(DatagramProtocol):
         elif envelope.event == BYE_EVENT:
             self.apply(membership.goodbye_received(now, envelope))
         elif envelope.event in self._channels:
-            handler = self._channels[envelope.event]
-            try:
-                handler(envelope.data, envelope, source)
-            except Exception:
-                self.log.failure(
-                    "handler for channel {channel} failed", channel=envelope.event
-                )
+            self.deliver(envelope, source)
         elif envelope.event == "error":
             membership.record_drop("error-event")  # R7: never re-raised
         else:

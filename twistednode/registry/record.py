@@ -8,7 +8,9 @@ The value is one compact JSON object::
      "weight": -0.17957, "advertisement": {"svc": "api"}, "startedAt": 1764165000.5}
 
 C{id} is the node's node-discover C{iid} (a UUID) and equals the last component of the
-key; C{address}/C{port} are where the node's UDP hello socket can be reached. Anything
+key; C{address}/C{port} are where the node's UDP hello socket can be reached. A node
+with a node-to-node transport adds C{"transport": "http://10.0.0.5:41235"}, and one
+that owns more or fewer keys than its peers C{"capacity": 2.0}. Anything
 read back from etcd is validated by L{MemberRecord.from_json}: a bad value raises
 C{ValueError} with a message that says what is wrong, so the registry can log it and
 ignore the key. L{check_cluster_name} says which C{<cluster>} names the key may hold.
@@ -99,6 +101,21 @@ def _check_advertisement(instance: object, attribute: object, value: Any) -> Non
         raise ValueError(f"advertisement is not plain JSON: {e}") from None
 
 
+def _check_transport(instance: object, attribute: object, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"transport must be a URL string, not {type(value).__name__}")
+    if len(value) > 512 or not value.startswith(("http://", "https://")):
+        raise ValueError(f"transport {value[:80]!r} is not an http(s) URL")
+
+
+def _check_capacity(instance: object, attribute: object, value: Any) -> None:
+    capacity = _finite_number("capacity", value)
+    if not 0 < capacity <= 1e6:
+        raise ValueError(f"capacity must be above 0 and at most 1e6, not {value!r}")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -120,9 +137,16 @@ class MemberRecord:
     advertisement: Any = field(default=None, validator=_check_advertisement)
     started_at: float = field(default=0.0, validator=_check_started_at)
     client: bool = field(default=False, validator=_check_client)
+    transport: str | None = field(default=None, validator=_check_transport)
+    capacity: float = field(default=1.0, validator=_check_capacity)
 
     def to_json(self) -> str:
         """The record as the compact JSON text stored in etcd."""
+        extra: dict[str, object] = {}
+        if self.transport is not None:
+            extra["transport"] = self.transport
+        if self.capacity != 1.0:
+            extra["capacity"] = self.capacity
         return json.dumps(
             {
                 "id": self.id,
@@ -133,6 +157,7 @@ class MemberRecord:
                 "advertisement": self.advertisement,
                 "startedAt": self.started_at,
                 "client": self.client,
+                **extra,
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -148,7 +173,9 @@ class MemberRecord:
             key ("id", "address", "port", "weight", "startedAt"), has a value of the
             wrong type or range, or its id differs from C{expected_id}.
             "hostName" defaults to "", "advertisement" to null and "client" (a
-            client-only node, never eligible, sends no hellos) to false; unknown
+            client-only node, never eligible, sends no hellos) to false,
+            "transport" (the node-to-node URL) to null, "capacity" (its share of
+            the keys, relative) to 1; unknown
             keys are ignored so a newer node's record still reads.
         """
         if not isinstance(text, str):
@@ -173,6 +200,8 @@ class MemberRecord:
             advertisement=data.get("advertisement"),
             started_at=data["startedAt"],
             client=data.get("client", False),
+            transport=data.get("transport"),
+            capacity=data.get("capacity", 1.0),
         )
         if expected_id is not None and record.id != expected_id:
             raise ValueError(
