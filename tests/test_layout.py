@@ -29,6 +29,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.registry": frozenset({"tapkit", "twistednode.etcd"}),
     "twistednode.election": frozenset({"tapkit", "twistednode.registry"}),
     "twistednode.metrics": frozenset({"tapkit"}),
+    "twistednode.routing": frozenset(),
     "twistednode.cli": frozenset(
         {
             "tapkit",
@@ -54,6 +55,7 @@ STACKS: dict[str, tuple[str, ...]] = {
     "twistednode.etcd": ("tls", "httpclient", "base", "v2", "v3", "credentials"),
     "twistednode.election": ("lease", "fencing", "campaign"),
     "twistednode.metrics": ("collector", "exposition"),
+    "twistednode.routing": ("errors", "ownership", "request", "router"),
     "twistednode.cli": ("snapshot", "follow", "render", "options", "commands", "main"),
     "twistednode.registry": (
         "backoff",
