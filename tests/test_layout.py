@@ -30,6 +30,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.election": frozenset({"tapkit", "twistednode.registry"}),
     "twistednode.metrics": frozenset({"tapkit"}),
     "twistednode.routing": frozenset(),
+    "twistednode.transport": frozenset(
+        {"twistednode.etcd", "twistednode.routing", "twistednode.trust"}
+    ),
     "twistednode.cli": frozenset(
         {
             "tapkit",
@@ -56,6 +59,7 @@ STACKS: dict[str, tuple[str, ...]] = {
     "twistednode.election": ("lease", "fencing", "campaign"),
     "twistednode.metrics": ("collector", "exposition"),
     "twistednode.routing": ("errors", "ownership", "request", "router"),
+    "twistednode.transport": ("proof", "client", "server"),
     "twistednode.cli": ("snapshot", "follow", "render", "options", "commands", "main"),
     "twistednode.registry": (
         "backoff",
