@@ -51,6 +51,7 @@ STACKS: dict[str, tuple[str, ...]] = {
         "wire",
         "settings",
         "events",
+        "authority",
         "membership",
         "protocol",
     ),

@@ -95,6 +95,7 @@ from typing import Final
 
 from attrs import define, field
 
+from twistednode.discovery.authority import ListedPeer, RegistryAuthority
 from twistednode.discovery.events import (
     BYE_EVENT,
     EXTENSION_KEY,
@@ -133,7 +134,9 @@ __all__ = [
     "Member",
     "Membership",
     "MembershipEvent",
+    "ListedPeer",
     "Promotion",
+    "RegistryAuthority",
     "Removed",
     "SendHello",
     "Source",
@@ -208,6 +211,10 @@ class Membership:
     #: master (a node started during a registry outage). After it, the node-discover
     #: rules apply alone and the promotion says "unlisted". None: no registry.
     listing_wait: float | None = None
+    #: With a registry: the registry decides whose hellos count (L{RegistryAuthority};
+    #: not while there are static peers, a mixed cluster). None: node-discover's
+    #: acceptance.
+    authority: RegistryAuthority | None = None
     _records: dict[str, _Record] = field(factory=dict, init=False)
     _is_master: bool = field(default=False, init=False)
     _eligible: bool = field(default=True, init=False)
@@ -373,6 +380,17 @@ class Membership:
             self._drops["bad-hello-data"] += 1
             return []
         incoming = Marker.parse(data.get(EXTENSION_KEY))
+        authority = self._authority()
+        if authority is not None:
+            refused = authority.refusal(
+                envelope.iid,
+                source,
+                marked=incoming is not None and incoming.seq is not None,
+                in_table=envelope.iid in self._records,
+            )
+            if refused is not None:
+                self._drops[refused] += 1
+                return []
         record = self._records.get(envelope.iid)
         if incoming is not None and incoming.seq is not None:
             last = record.seq if record is not None else None
@@ -416,8 +434,13 @@ class Membership:
             events += self._ack_events()  # only the table changes the watermark
         return _finish(events)
 
-    def goodbye_received(self, now: float, envelope: Envelope) -> list[Event]:
-        """A goodbye datagram (L{BYE_EVENT}) from one of our nodes."""
+    def goodbye_received(
+        self, now: float, envelope: Envelope, source: Source | None = None
+    ) -> list[Event]:
+        """A goodbye datagram (L{BYE_EVENT}) from one of our nodes (at C{source}).
+
+        Under the registry's authority a goodbye never removes a member whose
+        record is live: the record's deletion does."""
         marker = Marker.parse(
             envelope.data.get(EXTENSION_KEY)
             if isinstance(envelope.data, dict)
@@ -426,6 +449,12 @@ class Membership:
         if marker is None or marker.seq is None:
             self._drops["bad-bye"] += 1
             return []
+        authority = self._authority()
+        if authority is not None:
+            refused = authority.goodbye_refusal(envelope.iid, source)
+            if refused is not None:
+                self._drops[refused] += 1
+                return []
         return self.peer_left(now, envelope.iid, seq=marker.seq)
 
     def peer_left(
@@ -454,6 +483,8 @@ class Membership:
             return []
         del self._records[member_id]
         self._tombstones[member_id] = (record.seq, now)
+        if self.authority is not None:
+            self.authority.removed(member_id)
         events: list[Event] = [Removed(record.member(), "left")]
         return _finish(events + self._elect(now) + self._ack_events())
 
@@ -464,6 +495,7 @@ class Membership:
         view_index: int,
         own_index: int | None,
         clients: Collection[str] = (),
+        peers: Mapping[str, ListedPeer] | None = None,
     ) -> list[Event]:
         """The registry's member ids with their records' C{createdIndex}.
 
@@ -473,6 +505,8 @@ class Membership:
         @param clients: ids whose records say they are client-only. They send no
             hellos, so the early rule does not wait for them; a node must never be
             listed here unless it really can never become master.
+        @param peers: where each listed peer's hellos must come from, for the
+            L{authority} (ignored without one).
         """
         registry: dict[str, int] = {}
         for member_id, index in members.items():
@@ -484,6 +518,14 @@ class Membership:
             raise ValueError("view_index must be an integer")
         if own_index is not None and int_or_none(own_index) is None:
             raise ValueError("own_index must be an integer or None")
+        if self.authority is not None and peers is not None:
+            renewed, freed = self.authority.update(
+                {i: p for i, p in peers.items() if i != self.iid}, set(self._records)
+            )
+            for member_id in renewed:
+                self._records[member_id].seq = None  # a new process counts anew
+            for member_id in freed:
+                self._tombstones.pop(member_id, None)
         self._registry = registry
         self._view_index = view_index
         self._own_index = own_index
@@ -524,7 +566,10 @@ class Membership:
     def tick(self, now: float) -> list[Event]:
         """One run of the check loop: removal, then demotion or promotion."""
         horizon = self.settings.node_timeout + self.settings.check_interval
+        authority = self.authority
         for member_id, (_seq, since) in list(self._tombstones.items()):
+            if authority is not None and authority.holds_tombstone(member_id):
+                continue  # removed while its record lives: replays stay refused
             if now - since > horizon:
                 del self._tombstones[member_id]
         events = self._check(now)
@@ -580,6 +625,10 @@ class Membership:
 
     # -- the rules -------------------------------------------------------------
 
+    def _authority(self) -> RegistryAuthority | None:
+        """The registry's authority, unless static peers make a mixed cluster."""
+        return None if self.static_peers else self.authority
+
     def _in_early_phase(self, now: float) -> bool:
         return now < self.started_at + self.settings.check_interval
 
@@ -604,6 +653,8 @@ class Membership:
             if now - record.last_seen > limit:
                 del self._records[member_id]
                 self._tombstones[member_id] = (record.seq, now)
+                if self.authority is not None:
+                    self.authority.removed(member_id)
                 events.append(Removed(record.member(), "timeout"))
         return events + self._elect(now)
 

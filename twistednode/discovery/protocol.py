@@ -37,6 +37,7 @@ from twistednode.discovery.membership import (
     Demotion,
     Event,
     HelloReceived,
+    ListedPeer,
     MastersConflict,
     Membership,
     MembershipEvent,
@@ -430,11 +431,14 @@ class HelloProtocol(DatagramProtocol):
         view_index: int,
         own_index: int | None,
         clients: Collection[str] = (),
+        peers: Mapping[str, ListedPeer] | None = None,
     ) -> None:
         """Pass the registry's view to the membership (L{Membership.registry_view})."""
         now = self.clock.seconds()
         self.apply(
-            self.membership.registry_view(now, members, view_index, own_index, clients)
+            self.membership.registry_view(
+                now, members, view_index, own_index, clients, peers
+            )
         )
 
     def peer_left(self, member_id: str) -> None:
@@ -540,7 +544,7 @@ class HelloProtocol(DatagramProtocol):
             self.stats.received += 1
             self.apply(membership.hello_received(now, envelope, source))
         elif envelope.event == BYE_EVENT:
-            self.apply(membership.goodbye_received(now, envelope))
+            self.apply(membership.goodbye_received(now, envelope, source))
         elif envelope.event in self._channels:
             self.deliver(envelope, source)
         elif envelope.event == "error":
