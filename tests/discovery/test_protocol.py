@@ -15,6 +15,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twistednode.discovery import wire
+from twistednode.discovery.authority import ListedPeer, RegistryAuthority
 from twistednode.discovery.legacykey import LegacyKey
 from twistednode.discovery.membership import (
     BYE_EVENT,
@@ -649,3 +650,35 @@ class HelloProtocolTests(SynchronousTestCase):
         )
         self.assertTrue(text.startswith(expected), text)
         self.assertEqual(json.loads(text)["data"]["x-twistednode"]["seq"], 1)
+
+
+class RegistryAuthorityChannelTests(SynchronousTestCase):
+    """Under the registry's authority a channel message counts only from a listed
+    id at its record's address and port."""
+
+    def test_channel_message_from_unlisted_or_elsewhere_is_dropped(self) -> None:
+        """Unlisted ids and wrong addresses are dropped and counted; the member at
+        its record's address is delivered."""
+        clock = Clock()
+        membership = Membership(
+            IID, SETTINGS, started_at=0.0, authority=RegistryAuthority()
+        )
+        proto = HelloProtocol(
+            membership=membership, clock=clock, pid=PID, host_name="me"
+        )
+        proto.makeConnection(FakeDatagramTransport())
+        self.addCleanup(proto.doStop)
+        membership.registry_view(
+            0.0, {"peer": 3}, 3, None, peers={"peer": ListedPeer(*PEER, (3, 1.0))}
+        )
+        got: list[object] = []
+        proto.subscribe("jobs", lambda payload, _e, _s: got.append(payload))
+        for iid, source in [("stranger", PEER), ("peer", ("10.9.9.9", PEER[1]))]:
+            message = wire.Envelope("jobs", "p", iid, None, {"forged": True})
+            proto.datagramReceived(wire.encode(message), source)
+        message = wire.Envelope("jobs", "p", "peer", None, {"real": True})
+        proto.datagramReceived(wire.encode(message), PEER)
+        self.assertEqual(got, [{"real": True}])
+        self.assertEqual(
+            (membership.dropped["unlisted"], membership.dropped["address"]), (1, 1)
+        )

@@ -304,6 +304,16 @@ class Membership:
         """Count a message the adapter dropped (decode errors, R4, R7...)."""
         self._drops[reason] += 1
 
+    def message_refusal(self, member_id: str, source: Source) -> str | None:
+        """Why a channel message from C{member_id} at C{source} is refused under the
+        registry's authority (the rules of a hello), or None."""
+        authority = self._authority()
+        if authority is None:
+            return None
+        return authority.refusal(
+            member_id, source, marked=True, in_table=member_id in self._records
+        )
+
     def me(self) -> dict[str, object]:
         """Our own hello data as last sent (for display; no new sequence number)."""
         return self._hello(self._seq)

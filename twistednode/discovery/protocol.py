@@ -546,6 +546,10 @@ class HelloProtocol(DatagramProtocol):
         elif envelope.event == BYE_EVENT:
             self.apply(membership.goodbye_received(now, envelope, source))
         elif envelope.event in self._channels:
+            refused = membership.message_refusal(envelope.iid, source)
+            if refused is not None:
+                membership.record_drop(refused)  # the registry does not know it
+                return
             self.deliver(envelope, source)
         elif envelope.event == "error":
             membership.record_drop("error-event")  # R7: never re-raised
