@@ -545,14 +545,12 @@ class HelloProtocol(DatagramProtocol):
             self.apply(membership.hello_received(now, envelope, source))
         elif envelope.event == BYE_EVENT:
             self.apply(membership.goodbye_received(now, envelope, source))
-        elif envelope.event in self._channels:
-            refused = membership.message_refusal(envelope.iid, source)
-            if refused is not None:
-                membership.record_drop(refused)  # the registry does not know it
-                return
-            self.deliver(envelope, source)
         elif envelope.event == "error":
             membership.record_drop("error-event")  # R7: never re-raised
+        elif (refused := membership.message_refusal(envelope.iid, source)) is not None:
+            membership.record_drop(refused)  # the registry does not know it
+        elif envelope.event in self._channels:
+            self.deliver(envelope, source)
         else:
             membership.record_drop("not-joined")
 
