@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import attrs
@@ -13,6 +13,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -26,6 +27,7 @@ from twistednode.registry.record import MemberRecord
 from twistednode.registry.service import Registry
 from twistednode.registry.v2 import EtcdV2Backend
 from twistednode.registry.view import (
+    MAX_RECORD_BYTES,
     RemovalReason,
 )
 
@@ -627,3 +629,70 @@ class RegistryServiceTests(SynchronousTestCase):
         self.assertEqual(registry.stats.lists, 2)
         self.write(A, rec(A).to_json())
         self.assertEqual(heard.events[-1][:2], ("added", A))
+
+    # -- input limits (issue 12 item 3) ------------------------------------------------
+
+    def warnings_about(self, events: Sequence[Mapping[str, Any]], key: str) -> int:
+        return sum(
+            1
+            for e in events
+            if e.get("log_level") == LogLevel.warn and e.get("key") == key
+        )
+
+    def test_oversized_record_is_refused_with_one_warning(self) -> None:
+        """A peer's record over 64 KiB is not a peer, and is warned about once,
+        however often it is refreshed."""
+        registry, heard = self.start(rec(OWN))
+        big = rec(A, advertisement="x" * (MAX_RECORD_BYTES + 1)).to_json()
+        with capturedLogs() as events:
+            for _ in range(3):
+                self.write(A, big)
+        self.assertEqual(registry.peers, {})
+        self.assertEqual(heard.events, [])
+        self.assertEqual(self.warnings_about(events, A), 1)
+        self.write(A, rec(A, advertisement="small").to_json())
+        self.assertEqual(set(registry.peers), {A})
+
+    def test_members_beyond_the_limit_are_refused(self) -> None:
+        """With max_members 3 (ours included), a third peer is refused, once; a
+        listing keeps the oldest."""
+        registry, heard = self.start(rec(OWN), max_members=3)
+        third = make_id(4)
+        with capturedLogs() as events:
+            for member_id in (A, B, third, third):
+                self.write(member_id, rec(member_id).to_json())
+        self.assertEqual(set(registry.peers), {A, B})
+        self.assertEqual(self.warnings_about(events, third), 1)
+        registry.stopService()
+        self.flush()
+        registry.startService()
+        self.flush()
+        self.assertEqual(set(registry.peers), {A, B})
+
+    def test_unusable_addresses_are_refused_with_one_warning(self) -> None:
+        """IPv6 (hellos are IPv4), unspecified, broadcast and multicast addresses:
+        refused, one warning each, no listener call (and so no traceback)."""
+        registry, heard = self.start(rec(OWN))
+        addresses = ["::1", "0.0.0.0", "255.255.255.255", "224.0.0.1"]
+        ids = [make_id(10 + i) for i in range(len(addresses))]
+        with capturedLogs() as events:
+            for member_id, address in zip(ids, addresses, strict=True):
+                self.write(member_id, rec(member_id, address=address).to_json())
+                self.write(member_id, rec(member_id, address=address).to_json())
+        self.assertEqual(registry.peers, {})
+        self.assertEqual(heard.events, [])
+        self.assertEqual([self.warnings_about(events, i) for i in ids], [1, 1, 1, 1])
+        self.assertFalse([e for e in events if e.get("log_failure") is not None])
+
+    def test_own_record_changed_by_someone_else_is_written_back(self) -> None:
+        """A valid record written over ours (port 9, client) is replaced by ours."""
+        registry, _ = self.start(rec(OWN))
+        with capturedLogs() as events:
+            self.write(OWN, rec(OWN, port=9, client=True).to_json())
+            self.flush()
+        stored = self.stored(OWN)
+        assert stored is not None
+        self.assertEqual(MemberRecord.from_json(stored.node.value or ""), rec(OWN))
+        self.assertEqual(registry.stats.rewrites, 1)
+        warned = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(warned), 1, warned)

@@ -49,6 +49,8 @@ from twistednode.registry.backend import (
 from twistednode.registry.backoff import Backoff
 from twistednode.registry.record import MemberRecord, check_cluster_name
 from twistednode.registry.view import (
+    MAX_MEMBERS,
+    MAX_RECORD_BYTES,
     MemberView,
     PeerAdded,
     PeerChanged,
@@ -134,6 +136,9 @@ class Registry(Service):
     @param record: our record; may be given later with L{set_record} (once the UDP
         socket is bound), and replaced at any time (the stored record is rewritten).
     @param ttl: seconds the record outlives its last refresh.
+    @param max_members: at most this many records are taken from the members
+        directory (ours included); the others are refused, one warning each.
+    @param max_record_bytes: a peer's record above this size is refused.
     """
 
     log = Logger()
@@ -144,6 +149,8 @@ class Registry(Service):
     _clock: IReactorTime
     _record: MemberRecord | None = None
     _ttl: int = field(default=10, validator=_check_ttl)
+    _max_members: int = MAX_MEMBERS
+    _max_record_bytes: int = MAX_RECORD_BYTES
     _watch_timeout: float = field(default=60.0, validator=_check_seconds)
     _stop_timeout: float = field(default=2.0, validator=_check_seconds)
     _backoff: Backoff = field(factory=Backoff)
@@ -165,7 +172,7 @@ class Registry(Service):
 
     def __attrs_post_init__(self) -> None:
         if self._record is not None:
-            self._view = MemberView(self._record.id)
+            self._view = self._new_view(self._record.id)
 
     # -- what the node and the status API read --------------------------------------
 
@@ -253,7 +260,7 @@ class Registry(Service):
             return
         self._record = record
         if self._view is None:
-            self._view = MemberView(record.id)
+            self._view = self._new_view(record.id)
         if self._registered is not None:
             self._dirty = True
         if self.running:
@@ -261,6 +268,13 @@ class Registry(Service):
                 self._wake()
             else:
                 self._start_tasks()
+
+    def _new_view(self, own_id: str) -> MemberView:
+        return MemberView(
+            own_id,
+            max_record_bytes=self._max_record_bytes,
+            max_members=self._max_members,
+        )
 
     def startService(self) -> None:
         super().startService()
@@ -461,8 +475,11 @@ class Registry(Service):
         self._listed = True
         self._applied(self._view_().apply_listing(listing))
         if self._registered is not None and listing.index >= self._registered:
-            if self._view_().own_index is None:
+            own = self._view_().members.get(self._view_().own_id)
+            if own is None:
                 self._own_record_lost()
+            elif self._record is not None and own.record != self._record:
+                self._check_own_value(own.record.to_json())
         self._view_changed()
 
     async def _follow(
@@ -512,10 +529,30 @@ class Registry(Service):
         record = self._record
         if record is None or self._registered is None:
             return
+        if change.kind == "put" and change.name == record.id:
+            self._check_own_value(change.value)
+            return
         if change.kind == "put" or change.name not in ("", record.id):
             return
         if change.name == "" or change.created_index == self._registered:
             self._own_record_lost()
+
+    def _check_own_value(self, value: str | None) -> None:
+        """Someone else wrote our key: write our record back (once per change)."""
+        record = self._record
+        assert record is not None
+        try:
+            stored = MemberRecord.from_json(value or "")
+        except ValueError:
+            return  # an invalid value: _applied has marked it dirty already
+        if stored == record or self._dirty:
+            return
+        self.log.warn(
+            "our record {id} was changed by someone else; writing it back",
+            id=record.id,
+        )
+        self._dirty = True
+        self._wake()
 
     def _own_record_lost(self) -> None:
         self.log.warn("our record left the members directory; creating it again")

@@ -9,18 +9,31 @@ follow come out, with the keys that were ignored because their value is not a va
 L{MemberRecord}. Our own record is part of the view (its createdIndex matters to the
 election) but never a peer event.
 
+Input limits (issue 12 item 3): a peer's record is refused when its value is over
+C{max_record_bytes} (64 KiB), when its address is not one a node can send hellos to
+(IPv6, since hellos are UDP over IPv4; unspecified, broadcast or multicast), or when
+the view already holds C{max_members} records (a listing keeps the oldest). A refused
+key is reported once in L{ViewUpdate.rejected} per change of it; the registry logs
+one warning per key and reason. Our own record is exempt: it is ours to rewrite.
+
 Internal: not part of the public API (that is what C{twistednode} exports).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 from attrs import define, field, frozen
 
 from twistednode.registry.backend import Change, Listing
 from twistednode.registry.record import MemberRecord
+
+#: A record's value above this many bytes (UTF-8) is refused.
+MAX_RECORD_BYTES: Final = 64 * 1024
+#: At most this many records are taken from the members directory (ours included).
+MAX_MEMBERS: Final = 1000
 
 RemovalReason = Literal["deleted", "expired", "vanished"]
 """Why a peer left: its record was "deleted" (a clean stop: drop it at once),
@@ -87,16 +100,36 @@ def diff(
     return tuple(events)
 
 
-def parse_member(name: str, value: str | None) -> Member | str:
-    """Helper for the view: the record stored at C{name}, or why it is invalid."""
+def parse_member(
+    name: str, value: str | None, max_bytes: int | None = None
+) -> Member | str:
+    """Helper for the view: the record stored at C{name}, or why it is invalid
+    (or over C{max_bytes})."""
     if value is None:
         return "is a directory, not a record"
     if "/" in name:
         return "is nested below a member key"
+    if max_bytes is not None and len(value.encode("utf-8", "replace")) > max_bytes:
+        return f"is over the record size limit ({max_bytes} bytes)"
     try:
         return Member(MemberRecord.from_json(value, expected_id=name), 0)
     except ValueError as e:
         return str(e)
+
+
+def address_refusal(address: str) -> str | None:
+    """Why a peer at C{address} cannot be sent hellos, or None."""
+    ip = ipaddress.ip_address(address)
+    if ip.version != 4:
+        return (
+            f"address {address} is IPv6; hellos are UDP over IPv4 "
+            "(advertise an IPv4 address)"
+        )
+    if ip.is_unspecified:
+        return f"address {address} is unspecified"
+    if ip == ipaddress.IPv4Address("255.255.255.255") or ip.is_multicast:
+        return f"address {address} is a broadcast or multicast address"
+    return None
 
 
 @define
@@ -111,6 +144,8 @@ class MemberView:
     own_id: str
     members: dict[str, Member] = field(factory=dict)
     index: int = 0
+    max_record_bytes: int = MAX_RECORD_BYTES
+    max_members: int = MAX_MEMBERS
 
     @property
     def own_index(self) -> int | None:
@@ -127,10 +162,16 @@ class MemberView:
         """Replace the view by a full listing; peers not in it have "vanished"."""
         new: dict[str, Member] = {}
         rejected: list[tuple[str, str]] = []
-        for entry in listing.entries:
-            parsed = parse_member(entry.name, entry.value)
+        entries = sorted(
+            listing.entries,
+            key=lambda e: (e.name != self.own_id, e.created_index, e.name),
+        )
+        for entry in entries:
+            parsed = self._parse(entry.name, entry.value)
             if isinstance(parsed, str):
                 rejected.append((entry.name, parsed))
+            elif len(new) >= self.max_members:
+                rejected.append((entry.name, self._too_many()))
             else:
                 new[entry.name] = Member(parsed.record, entry.created_index)
         events = diff(self.members, new, self.own_id)
@@ -153,7 +194,13 @@ class MemberView:
             if name == self.own_id:
                 return ViewUpdate()
             return ViewUpdate((PeerRemoved(name, change.kind),))
-        parsed = parse_member(name, change.value)
+        parsed = self._parse(name, change.value)
+        if (
+            not isinstance(parsed, str)
+            and name not in self.members
+            and len(self.members) >= self.max_members
+        ):
+            parsed = self._too_many()
         if isinstance(parsed, str):
             gone = self.members.pop(name, None) is not None and name != self.own_id
             events = (PeerRemoved(name, "vanished"),) if gone else ()
@@ -163,3 +210,19 @@ class MemberView:
         self.members[name] = member
         old = {} if before is None else {name: before}
         return ViewUpdate(diff(old, {name: member}, self.own_id))
+
+    def _parse(self, name: str, value: str | None) -> Member | str:
+        """L{parse_member}, with the limits for a peer's record."""
+        if name == self.own_id:
+            return parse_member(name, value)
+        parsed = parse_member(name, value, self.max_record_bytes)
+        if isinstance(parsed, str):
+            return parsed
+        refused = address_refusal(parsed.record.address)
+        return parsed if refused is None else refused
+
+    def _too_many(self) -> str:
+        return (
+            f"the members directory holds more than {self.max_members} records "
+            "(--max-members)"
+        )
