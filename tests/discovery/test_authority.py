@@ -199,3 +199,44 @@ class RemovedStaysRemovedTests(SynchronousTestCase):
         listed(m, NOW + 0.1, peer=ListedPeer("10.0.0.5", 12345, (4, 2.0)))
         m.hello_received(NOW + 0.2, hello(A, seq=1, weight=5.0), HOME)
         self.assertEqual([x.weight for x in m.members], [5.0])
+
+
+class SealedBootTests(SynchronousTestCase):
+    """With sealed hellos, a removed member's boot id keeps replays out for the
+    seal's window, in any cluster, and a new boot (a restart) is let in."""
+
+    def timed_out(self) -> Membership:
+        m = Membership(ME, SETTINGS, started_at=100.0, replay_window=60.0)
+        m.static_peers = True
+        m.hello_received(NOW, hello(A, seq=7, master=True), HOME, boot=b"1" * 16)
+        m.tick(NOW + SETTINGS.master_timeout + 0.01)
+        self.assertEqual(ids(m), [])
+        return m
+
+    def test_replay_of_the_same_boot_within_the_window_is_refused(self) -> None:
+        """Past node-discover's horizon but within the window: stale."""
+        m = self.timed_out()
+        m.tick(NOW + 30.0)
+        m.hello_received(NOW + 30.0, hello(A, seq=6, master=True), HOME, b"1" * 16)
+        self.assertEqual(ids(m), [])
+        self.assertEqual(m.dropped["stale-seq"], 1)
+
+    def test_new_boot_is_a_restart(self) -> None:
+        """The same id from a new boot starts its sequence numbers again."""
+        m = self.timed_out()
+        m.hello_received(NOW + 3.0, hello(A, seq=1), HOME, b"2" * 16)
+        self.assertEqual(ids(m), [A])
+
+    def test_new_boot_of_a_live_member_resets_its_sequence(self) -> None:
+        """A member restarted before it timed out is heard from its first hello."""
+        m = Membership(ME, SETTINGS, started_at=100.0, replay_window=60.0)
+        m.hello_received(NOW, hello(A, seq=50), HOME, boot=b"1" * 16)
+        m.hello_received(NOW + 0.1, hello(A, seq=1, weight=5.0), HOME, b"2" * 16)
+        self.assertEqual([x.weight for x in m.members], [5.0])
+
+    def test_window_ends(self) -> None:
+        """After the window the tombstone goes, as node-discover's does."""
+        m = self.timed_out()
+        m.tick(NOW + 70.0)
+        m.hello_received(NOW + 70.0, hello(A, seq=6), HOME, b"1" * 16)
+        self.assertEqual(ids(m), [A])

@@ -162,6 +162,8 @@ class _Record:
     is_eligible: bool = False
     weight: float = math.nan
     marker: Marker | None = None
+    #: The sender's boot id from the sealed header (None: unsealed).
+    boot: bytes | None = None
 
     def merge(self, data: Mapping[str, object]) -> None:
         """Copy the keys of a hello onto the record (missing keys keep values)."""
@@ -215,6 +217,11 @@ class Membership:
     #: not while there are static peers, a mixed cluster). None: node-discover's
     #: acceptance.
     authority: RegistryAuthority | None = None
+    #: With sealed datagrams: seconds a removed member's tombstone is kept while
+    #: its sender boot is the same (the seal's timestamp window, so a captured
+    #: hello cannot be replayed after node-discover's shorter horizon); a hello
+    #: from a new boot of that id (a restart) clears it.
+    replay_window: float = 0.0
     _records: dict[str, _Record] = field(factory=dict, init=False)
     _is_master: bool = field(default=False, init=False)
     _eligible: bool = field(default=True, init=False)
@@ -226,6 +233,7 @@ class Membership:
     _own_index: int | None = field(default=None, init=False)
     _foreign_seen: bool = field(default=False, init=False)
     _tombstones: dict[str, tuple[int | None, float]] = field(factory=dict, init=False)
+    _tomb_boots: dict[str, bytes] = field(factory=dict, init=False)
     _acked_hw: int | None = field(default=None, init=False)
     _drops: Counter[str] = field(factory=Counter, init=False)
     _conflict_since: float | None = field(default=None, init=False)
@@ -379,9 +387,13 @@ class Membership:
         self._eligible = not self.settings.client
 
     def hello_received(
-        self, now: float, envelope: Envelope, source: Source
+        self, now: float, envelope: Envelope, source: Source, boot: bytes | None = None
     ) -> list[Event]:
-        """Process an accepted hello (spec §2); return the events that follow."""
+        """Process an accepted hello (spec §2); return the events that follow.
+
+        @param boot: the sender's boot id, when the hello came sealed: a new one
+            means a restarted sender, whose sequence numbers start again.
+        """
         data = envelope.data
         if envelope.iid == self.iid:
             self._drops["own-instance"] += 1
@@ -402,6 +414,8 @@ class Membership:
                 self._drops[refused] += 1
                 return []
         record = self._records.get(envelope.iid)
+        if boot is not None:
+            self._new_boot(envelope.iid, record, boot)
         if incoming is not None and incoming.seq is not None:
             last = record.seq if record is not None else None
             if record is None and envelope.iid in self._tombstones:
@@ -418,10 +432,12 @@ class Membership:
             record = _Record(envelope.iid, {}, source[0], source[1], None, now)
             self._records[envelope.iid] = record
             self._tombstones.pop(envelope.iid, None)
+            self._tomb_boots.pop(envelope.iid, None)
         else:
             was_master = record.is_master
             before = (record.is_master, record.is_eligible)
         record.merge(data)
+        record.boot = boot if boot is not None else record.boot
         record.address, record.port = source
         record.host_name = envelope.host_name
         record.last_seen = now
@@ -492,9 +508,7 @@ class Membership:
         elif record.is_master or record.is_eligible:
             return []
         del self._records[member_id]
-        self._tombstones[member_id] = (record.seq, now)
-        if self.authority is not None:
-            self.authority.removed(member_id)
+        self._bury(member_id, record, now)
         events: list[Event] = [Removed(record.member(), "left")]
         return _finish(events + self._elect(now) + self._ack_events())
 
@@ -536,6 +550,7 @@ class Membership:
                 self._records[member_id].seq = None  # a new process counts anew
             for member_id in freed:
                 self._tombstones.pop(member_id, None)
+                self._tomb_boots.pop(member_id, None)
         self._registry = registry
         self._view_index = view_index
         self._own_index = own_index
@@ -580,8 +595,12 @@ class Membership:
         for member_id, (_seq, since) in list(self._tombstones.items()):
             if authority is not None and authority.holds_tombstone(member_id):
                 continue  # removed while its record lives: replays stay refused
+            if member_id in self._tomb_boots:
+                if now - since <= max(horizon, self.replay_window):
+                    continue  # a sealed hello of that boot may still be replayed
             if now - since > horizon:
                 del self._tombstones[member_id]
+                self._tomb_boots.pop(member_id, None)
         events = self._check(now)
         if any(isinstance(e, Removed) for e in events):
             events += self._ack_events()  # the watermark may have dropped
@@ -635,6 +654,24 @@ class Membership:
 
     # -- the rules -------------------------------------------------------------
 
+    def _bury(self, member_id: str, record: _Record, now: float) -> None:
+        """Remember a removed member's last sequence number (and boot)."""
+        self._tombstones[member_id] = (record.seq, now)
+        if record.boot is not None:
+            self._tomb_boots[member_id] = record.boot
+        if self.authority is not None:
+            self.authority.removed(member_id)
+
+    def _new_boot(self, member_id: str, record: _Record | None, boot: bytes) -> None:
+        """A sealed hello from C{boot}: if that id ran another boot before, it
+        restarted, and its sequence numbers start again."""
+        if record is not None:
+            if record.boot is not None and record.boot != boot:
+                record.seq = None
+        elif self._tomb_boots.get(member_id, boot) != boot:
+            self._tombstones.pop(member_id, None)
+            del self._tomb_boots[member_id]
+
     def _authority(self) -> RegistryAuthority | None:
         """The registry's authority, unless static peers make a mixed cluster."""
         return None if self.static_peers else self.authority
@@ -662,9 +699,7 @@ class Membership:
             )
             if now - record.last_seen > limit:
                 del self._records[member_id]
-                self._tombstones[member_id] = (record.seq, now)
-                if self.authority is not None:
-                    self.authority.removed(member_id)
+                self._bury(member_id, record, now)
                 events.append(Removed(record.member(), "timeout"))
         return events + self._elect(now)
 

@@ -45,7 +45,7 @@ from twistednode.discovery.membership import (
     SendHello,
     Source,
 )
-from twistednode.trust.seal import Sealer, SealError
+from twistednode.trust.seal import Header, Sealer, SealError
 
 Observer = Callable[[MembershipEvent], None]
 Handler = Callable[[object, wire.Envelope, Source], None]
@@ -131,6 +131,13 @@ class HelloProtocol(DatagramProtocol):
     _check_due: float = field(default=0.0, init=False)
     _paused_checks: int = field(default=0, init=False)
     _warned_size: bool = field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sealer is not None:
+            # A sealed hello opens for up to the window either side of its
+            # timestamp: a removed member's tombstone must outlive that.
+            window = 2 * self.sealer.replay.window
+            self.membership.replay_window = max(self.membership.replay_window, window)
 
     @property
     def iid(self) -> str:
@@ -509,9 +516,12 @@ class HelloProtocol(DatagramProtocol):
 
     def _receive(self, datagram: bytes, source: Source) -> None:
         membership = self.membership
+        boot = None
         if self.sealer is not None:
             try:
-                datagram = self.sealer.open(self.clock.seconds(), datagram)
+                opened = self.sealer.open(self.clock.seconds(), datagram)
+                boot = Header.unpack(datagram).boot  # authenticated: it opened
+                datagram = opened
             except SealError as e:
                 membership.record_drop("auth")  # unsealed, foreign, forged, replayed
                 self.log.debug(
@@ -542,7 +552,7 @@ class HelloProtocol(DatagramProtocol):
         now = self.clock.seconds()
         if envelope.event == "hello":
             self.stats.received += 1
-            self.apply(membership.hello_received(now, envelope, source))
+            self.apply(membership.hello_received(now, envelope, source, boot))
         elif envelope.event == BYE_EVENT:
             self.apply(membership.goodbye_received(now, envelope, source))
         elif envelope.event == "error":
