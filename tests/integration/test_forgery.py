@@ -18,8 +18,8 @@ While each attack runs, every node is sampled: the forged or dead id is never a
 member, the master stays the one agreed before, and it never demotes; afterwards
 every attacked node's C{dropped} counters (C{GET /status}) show the refusal.
 L{SealedClusterForgeryTests} runs with C{--cluster-key-file} (everything is refused
-by the seal, as C{dropped.auth}); L{RegistryAuthorityForgeryTests} without a keyring,
-where the registry is the membership authority (issue 12 item 2).
+by the seal, as C{dropped.auth}); L{StaticSealedForgeryTests} the same on static
+peers, where the seal is the only protection.
 """
 
 from __future__ import annotations
@@ -147,18 +147,22 @@ class _ForgerySuite(_Base):
             with open(path, "w") as f:
                 f.write(new_key() + "\n")
             extra += ["--cluster-key-file", path]
-        self.nodes = start_nodes(
+        self.forger = self.udp_socket()
+        self.captured: list[tuple[bytes, int]] = []
+        self.forger_id: str | None = None
+        self.nodes = self.start_cluster(extra)
+        self.addCleanup(stop_nodes, self.nodes)
+        self.master = wait_for_agreed_master(self.nodes, SETTLE)
+
+    def start_cluster(self, extra: list[str]) -> list[ClusterNodeProcess]:
+        """Three nodes on the registry."""
+        return start_nodes(
             3,
             etcd=self.registry.url,
             cluster=self.cluster,
             timers=TIMERS,
             extra_args=extra,
         )
-        self.addCleanup(stop_nodes, self.nodes)
-        self.master = wait_for_agreed_master(self.nodes, SETTLE)
-        self.forger = self.udp_socket()
-        self.captured: list[tuple[bytes, int]] = []
-        self.forger_id: str | None = None
 
     def udp_socket(self, port: int = 0) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -354,11 +358,6 @@ class _ForgerySuite(_Base):
             sender=own_address,
         )
 
-    test_replay_after_death_is_refused.todo = (  # type: ignore[attr-defined]
-        "a hello sealed for the forger alone opens at the others (its counter is "
-        "within the reorder window) and the dead master's tombstone has expired"
-    )
-
     def test_forged_channel_message_is_refused(self) -> None:
         """A message on an application channel in a member's name is refused before
         any channel is looked up."""
@@ -426,3 +425,48 @@ class SealedClusterForgeryTests(_ForgerySuite, SynchronousTestCase):
             self.nodes,
             reasons=("auth",),
         )
+
+
+class StaticSealedForgeryTests(SealedClusterForgeryTests):
+    """A sealed cluster of static peers (C{--no-etcd}, no registry to consult):
+    the seal alone refuses the forgeries, and a removed member's boot id keeps
+    its replayed hellos out. The forger is one of the static peers, so it is sent
+    every hello."""
+
+    def start_cluster(self, extra: list[str]) -> list[ClusterNodeProcess]:
+        ports = free_udp_ports(3)
+        forger = f"127.0.0.1:{self.forger.getsockname()[1]}"
+        nodes = [
+            ClusterNodeProcess(
+                peers=[f"127.0.0.1:{p}" for p in ports if p != port] + [forger],
+                cluster=self.cluster,
+                udp_port=port,
+                timers=TIMERS,
+                extra_args=extra,
+            )
+            for port in ports
+        ]
+        try:
+            for node in nodes:
+                node.launch()
+            for node in nodes:
+                node.wait_ready()
+        except BaseException:
+            stop_nodes(nodes)
+            raise
+        return nodes
+
+    def register_forger(self) -> None:
+        """Nothing to do: the forger is a static peer of every node."""
+
+
+def free_udp_ports(count: int) -> list[int]:
+    """C{count} UDP ports that were free a moment ago."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
