@@ -289,7 +289,8 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(node.settings.weight, -0.17326296)
 
     def test_listeners_are_named_by_their_options(self) -> None:
-        """The Program knows the UDP server as --udp-port and the site as --http."""
+        """The Program knows the UDP server as --udp-port, the site as --http and
+        the node-to-node transport as --transport."""
         reactor = MemoryUDPReactor()
         reactor.advance(1_790_000_000)
         program = makeService(
@@ -298,5 +299,9 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.assertEqual(
             [where for _, where in program.listeners],
-            ["--udp-port 0", "--http tcp:8085:interface=127.0.0.1"],
+            [
+                "--udp-port 0",
+                "--http tcp:8085:interface=127.0.0.1",
+                "--transport auto",
+            ],
         )

@@ -36,6 +36,14 @@ if TYPE_CHECKING:
     from twistednode.etcd.tls import ClientTLS
     from twistednode.etcd.v3 import Credentials
     from twistednode.node import ClusterNode, EventName, Leadership
+    from twistednode.routing.errors import (
+        CallError,
+        CallTimedOut,
+        HandlerFailed,
+        NoOwner,
+        UnknownService,
+    )
+    from twistednode.routing.ownership import OwnershipChanged, OwnershipView
 
 #: Where each public name lives (imported when first asked for).
 _HOMES = {
@@ -58,10 +66,19 @@ _HOMES = {
     "EpochFence": "twistednode.election.fencing",
     "StaleEpoch": "twistednode.election.fencing",
     "v3_master_guard": "twistednode.election.fencing",
+    "CallError": "twistednode.routing.errors",
+    "CallTimedOut": "twistednode.routing.errors",
+    "HandlerFailed": "twistednode.routing.errors",
+    "NoOwner": "twistednode.routing.errors",
+    "UnknownService": "twistednode.routing.errors",
+    "OwnershipChanged": "twistednode.routing.ownership",
+    "OwnershipView": "twistednode.routing.ownership",
 }
 
 __all__ = [
     "Added",
+    "CallError",
+    "CallTimedOut",
     "ClientTLS",
     "ClusterNode",
     "Credentials",
@@ -69,15 +86,20 @@ __all__ = [
     "Envelope",
     "EpochFence",
     "EventName",
+    "HandlerFailed",
     "Leadership",
     "MasterSeen",
     "Member",
     "MembershipEvent",
     "MessageTooLarge",
+    "NoOwner",
+    "OwnershipChanged",
+    "OwnershipView",
     "Promotion",
     "Removed",
     "Settings",
     "StaleEpoch",
+    "UnknownService",
     "__version__",
     "make_settings",
     "v3_master_guard",

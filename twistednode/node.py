@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from base64 import b64encode
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,7 +33,10 @@ from twisted.application.service import MultiService
 from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from twistednode.discovery.authority import ListedPeer, RegistryAuthority
+from twistednode.discovery.events import EXTENSION_KEY
 from twistednode.discovery.legacykey import LegacyKey
 from twistednode.discovery.membership import (
     Added,
@@ -46,10 +50,24 @@ from twistednode.discovery.membership import (
 )
 from twistednode.discovery.protocol import HelloProtocol
 from twistednode.discovery.settings import Settings
-from twistednode.discovery.wire import PROCESS_PID, Envelope
+from twistednode.discovery.wire import (
+    MAX_DATAGRAM,
+    PRACTICAL_DATAGRAM,
+    PROCESS_PID,
+    EncodeError,
+    Envelope,
+    MessageTooLarge,
+)
 from twistednode.election.lease import MIN_TTL, Holder
 from twistednode.localaddress import local_address_towards
 from twistednode.registry.record import MemberRecord
+from twistednode.routing.ownership import (
+    Candidate,
+    Key,
+    OwnershipChanged,
+    OwnershipView,
+)
+from twistednode.routing.router import DEFAULT_TIMEOUT, Handler, Router
 from twistednode.trust.keyring import Keyring
 from twistednode.trust.seal import Sealer
 
@@ -59,16 +77,19 @@ if TYPE_CHECKING:
     from twistednode.etcd.v3 import Credentials
     from twistednode.registry.backends import SelectedBackend
     from twistednode.registry.service import Registry, RemovalReason
+    from twistednode.transport.client import TransportClient
+    from twistednode.transport.server import TransportService
     from twistednode.trust.reload import KeyringFile
     from twistednode.web.status import StatusAPI, StatusDocument
 
-EventName = Literal["added", "removed", "master", "promotion", "demotion"]
+EventName = Literal["added", "removed", "master", "promotion", "demotion", "ownership"]
 EVENT_NAMES: tuple[EventName, ...] = (
     "added",
     "removed",
     "master",
     "promotion",
     "demotion",
+    "ownership",
 )
 _EVENT_TYPES: dict[type, EventName] = {
     Added: "added",
@@ -78,7 +99,10 @@ _EVENT_TYPES: dict[type, EventName] = {
     Demotion: "demotion",
 }
 
-Observer = Callable[[MembershipEvent], None]
+Observer = Callable[[Any], None]
+#: Our extension fields in hellos: the transport's scheme and port, the capacity.
+TRANSPORT_FIELD = "tx"
+CAPACITY_FIELD = "cap"
 ElectionMode = Literal["lease", "node-discover"]
 ELECTION_MODES: tuple[str, ...] = ("auto", "lease", "node-discover")
 #: How much earlier than the next lighter candidate the heavier one campaigns.
@@ -110,6 +134,15 @@ class Leadership:
 
 
 ChannelHandler = Callable[[object, Envelope, tuple[str, int]], None]
+
+
+def _capacity_of(member: Member) -> float:
+    """The capacity a member's hellos say (1 when absent or not a usable number)."""
+    marker = member.data.get(EXTENSION_KEY)
+    value = marker.get(CAPACITY_FIELD) if isinstance(marker, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 1.0
+    return float(value) if math.isfinite(value) and 0 < value <= 1e6 else 1.0
 
 
 def default_host_name() -> str:
@@ -148,6 +181,16 @@ class ClusterNode(MultiService):
     @ivar cluster_key_file: a keyring file (one base64 key a line, the first seals),
         read when the node is made (L{KeyringError} if unusable), re-read when it
         changes and on L{reload_keyring}.
+    @ivar transport: the node-to-node transport's endpoint string (L{call} and
+        large L{publish}); "auto": any free TCP port on C{udp_interface}; an
+        C{ssl:} endpoint serves https; None: no transport (calls run only here).
+    @ivar transport_tls: client TLS for peers' https transports (None: the
+        platform's trust store).
+    @ivar capacity: this node's relative share of the keys (1 = as its peers).
+    @ivar call_timeout: how long a L{call} tries before it fails, in seconds.
+    @ivar trust_hello_address: in a registry cluster, accept a listed peer's hellos
+        from any address (its record's port still counts): peers behind NAT whose
+        record names an address their datagrams do not come from.
     """
 
     log = Logger()
@@ -175,6 +218,11 @@ class ClusterNode(MultiService):
     monotonic: Callable[[], float] | None = None
     keyring: Keyring | None = None
     cluster_key_file: str | None = None
+    transport: str | None = "auto"
+    transport_tls: ClientTLS | None = None
+    capacity: float = 1.0
+    call_timeout: float = DEFAULT_TIMEOUT
+    trust_hello_address: bool = False
 
     _membership: Membership = field(init=False)
     _hello: HelloProtocol = field(init=False)
@@ -189,6 +237,12 @@ class ClusterNode(MultiService):
     _campaign: LeaseCampaign | None = field(default=None, init=False)
     _sealer: Sealer | None = field(default=None, init=False)
     _keyring_file: KeyringFile | None = field(default=None, init=False)
+    _router: Router = field(init=False)
+    _ownership: OwnershipView = field(factory=lambda: OwnershipView(0, ()), init=False)
+    _ownership_changes: int = field(default=0, init=False)
+    _transport_service: TransportService | None = field(default=None, init=False)
+    _transport_client: TransportClient | None = field(default=None, init=False)
+    _transport_url: str | None = field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -209,6 +263,11 @@ class ClusterNode(MultiService):
             static_peers=bool(self.static_peers),
             external_election=self._mode == "lease",
             listing_wait=LISTING_WAIT_TTLS * self.ttl if self.etcd_urls else None,
+            authority=(
+                RegistryAuthority(trust_hello_address=self.trust_hello_address)
+                if self.etcd_urls
+                else None
+            ),
         )
         key = (
             None
@@ -232,6 +291,9 @@ class ClusterNode(MultiService):
             self._keyring_file.setServiceParent(self)
         if self.advertisement is not None:
             self._membership.set_advertisement(self.advertisement)
+        if self.capacity != 1.0:
+            self._membership.set_extension(CAPACITY_FIELD, self.capacity)
+        self._make_router()
         UDPServer(
             self.udp_port,
             self._hello,
@@ -287,9 +349,54 @@ class ClusterNode(MultiService):
                 provider=self.status_document,
                 clock=self.reactor,
                 metrics=metrics.render,
+                owner=self._owner_document,
+                route=self.call,
             )
             site = Site(self._status.resource())
             stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)
+
+    def _make_router(self) -> None:
+        Candidate(self.node_id, self.capacity)  # ValueError for a bad capacity
+        self._router = Router(
+            node_id=self.node_id,
+            clock=self.reactor,
+            monotonic=self.monotonic,  # type: ignore[arg-type]
+            view=lambda: self._ownership,
+            endpoint_of=self._endpoint_of,
+            timeout=self.call_timeout,
+        )
+        self._router.handle("echo", self._echo)
+        if self.transport is None:
+            return
+        # Before the UDP server: it listens first, so the first hello names it.
+        from twistednode.transport.client import TransportClient
+        from twistednode.transport.proof import ProofChecker
+        from twistednode.transport.server import TransportResource, TransportService
+
+        self._transport_client = TransportClient(
+            self.reactor, self.cluster, lambda: self.keyring, tls=self.transport_tls
+        )
+        self._router.send = self._transport_client.call
+        endpoint = self.transport
+        if endpoint == "auto":
+            endpoint = f"tcp:0:interface={self.udp_interface or '0.0.0.0'}"
+        resource = TransportResource(
+            node_id=self.node_id,
+            receive=self._router.receive,
+            publish=self._large_message,
+            checker=ProofChecker(lambda: self.keyring, self.cluster),
+            clock=self.reactor,
+        )
+        self._transport_service = TransportService(
+            self.reactor, endpoint, resource, self._transport_listening
+        )
+        self._transport_service.setServiceParent(self)
+
+    def _transport_listening(self, port: int, secure: bool) -> None:
+        scheme = "https" if secure else "http"
+        host = f"[{self._address}]" if ":" in self._address else self._address
+        self._transport_url = f"{scheme}://{host}:{port}"
+        self._membership.set_extension(TRANSPORT_FIELD, [scheme, port])
 
     def _make_sealer(self) -> Sealer | None:
         if self.cluster_key_file is not None:
@@ -416,12 +523,169 @@ class ClusterNode(MultiService):
         return remove
 
     def publish(self, channel: str, payload: object) -> None:
-        """Send C{payload} to every peer on C{channel} (fire and forget)."""
-        self._hello.publish(channel, payload)
+        """Send C{payload} to every peer on C{channel} (fire and forget).
+
+        A message larger than one safe datagram goes over the node-to-node
+        transport to every member that has one (any size); the others, and every
+        smaller message, get node-discover's datagram, so node-discover peers
+        keep hearing what fits in UDP.
+        """
+        envelope = Envelope(channel, self.pid, self.node_id, self.host_name, payload)
+        try:
+            size = len(self._hello.datagram(envelope))
+        except MessageTooLarge:
+            size = MAX_DATAGRAM + 1
+        except EncodeError:
+            size = 0  # publish below raises the reason
+        if size <= PRACTICAL_DATAGRAM or self._transport_client is None:
+            self._hello.publish(channel, payload)
+            return
+        self._publish_large(channel, payload, size)
+
+    def _publish_large(self, channel: str, payload: object, size: int) -> None:
+        from twistednode.discovery.protocol import check_channel
+
+        check_channel(channel)
+        client = self._transport_client
+        assert client is not None
+        sender = {"from": self.node_id, "hostName": self.host_name, "pid": self.pid}
+        by_datagram = []
+        for member in self.members:
+            url = self._endpoint_of(member.id)
+            if url is None:
+                by_datagram.append((member.address, member.port))
+                continue
+            sent = client.publish(url, channel, sender, payload)
+            sent.addErrback(self._large_failed, channel, member.id)
+        if by_datagram and size <= MAX_DATAGRAM:
+            self._hello.publish(channel, payload, to=by_datagram)
+
+    def _large_failed(self, failure: Failure, channel: str, member_id: str) -> None:
+        self.log.warn(
+            "a large message on {channel} to {member} failed: {error}",
+            channel=channel,
+            member=member_id,
+            error=failure.getErrorMessage(),
+        )
+
+    def _large_message(
+        self, channel: str, payload: object, sender: dict[str, Any]
+    ) -> bool:
+        member = self._membership.member(sender["from"])
+        source = ("", 0) if member is None else (member.address, member.port)
+        envelope = Envelope(
+            channel, sender["pid"], sender["from"], sender["hostName"], payload
+        )
+        return self._hello.deliver(envelope, source)
 
     def subscribe(self, channel: str, handler: ChannelHandler) -> Callable[[], None]:
         """Call C{handler(payload, envelope, source)} for messages on C{channel}."""
         return self._hello.subscribe(channel, handler)
+
+    # -- who owns a key, and calls sent to the owner ----------------------------
+
+    @property
+    def ownership(self) -> OwnershipView:
+        """The member set keys are spread over now, and its version (the registry
+        view's index at its last change; a local counter on static peers)."""
+        return self._ownership
+
+    def owner(self, key: Key) -> str | None:
+        """The id of the node that owns C{key} (str or bytes), or None if none may."""
+        return self._ownership.owner(key)
+
+    def owners(self, key: Key, n: int) -> tuple[str, ...]:
+        """The C{n} nodes that hold C{key}, its owner first (replicas)."""
+        return self._ownership.owners(key, n)
+
+    def owns(self, key: Key) -> bool:
+        """Whether this node owns C{key} now."""
+        return self._ownership.owns(self.node_id, key)
+
+    def handle(self, service: str, handler: Handler) -> Callable[[], None]:
+        """Run C{handler(key, payload)} for L{call}s to C{service} whose key this
+        node owns; it returns a JSON answer or a Deferred of one. Returns a
+        function that removes it."""
+        return self._router.handle(service, handler)
+
+    def call(
+        self,
+        service: str,
+        key: Key,
+        payload: object = None,
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        """The answer of C{service}'s handler on whichever node owns C{key}.
+
+        Runs here when this node owns the key, else on the owner (forwarded once
+        more if the owner's view differs). Retried on the new owner after a
+        connection failure or an ownership change until C{timeout} (default
+        C{call_timeout}); fails with a L{CallError}: L{NoOwner}, L{CallTimedOut},
+        L{HandlerFailed}, L{UnknownService}.
+        """
+        return self._router.call(service, key, payload, timeout)
+
+    @property
+    def transport_url(self) -> str | None:
+        """The node-to-node transport's URL, once listening (None without one)."""
+        return self._transport_url
+
+    def _echo(self, key: Key, payload: object) -> dict[str, object]:
+        shown = key if isinstance(key, str) else {"base64": b64encode(key).decode()}
+        return {"handledBy": self.node_id, "key": shown, "payload": payload}
+
+    def _endpoint_of(self, member_id: str) -> str | None:
+        if member_id == self.node_id:
+            return self._transport_url
+        if self._registry is not None:
+            record = self._registry.peers.get(member_id)
+            if record is not None and record.transport is not None:
+                return record.transport
+        member = self._membership.member(member_id)
+        if member is None:
+            return None
+        marker = member.data.get(EXTENSION_KEY)
+        field_ = marker.get(TRANSPORT_FIELD) if isinstance(marker, dict) else None
+        if (
+            not isinstance(field_, list)
+            or len(field_) != 2
+            or field_[0] not in ("http", "https")
+            or isinstance(field_[1], bool)
+            or not isinstance(field_[1], int)
+            or not 0 < field_[1] < 65536
+        ):
+            return None
+        host = f"[{member.address}]" if ":" in member.address else member.address
+        return f"{field_[0]}://{host}:{field_[1]}"
+
+    def _candidates(self) -> list[Candidate]:
+        if self._registry is not None:
+            records = list(self._registry.peers.values())
+            own = self._registry.record
+            if own is not None and self._registry.own_index is not None:
+                records.append(own)
+            return [Candidate(r.id, r.capacity) for r in records if not r.client]
+        candidates = [
+            Candidate(m.id, _capacity_of(m))
+            for m in self.members
+            if m.is_master_eligible
+        ]
+        if not self.settings.client:
+            candidates.append(Candidate(self.node_id, self.capacity))
+        return candidates
+
+    def _refresh_ownership(self) -> None:
+        old = self._ownership
+        candidates = tuple(sorted(self._candidates(), key=lambda c: c.id))
+        if candidates == old.candidates:
+            return
+        if self._registry is not None:
+            version = self._registry.view_index
+        else:
+            self._ownership_changes += 1
+            version = self._ownership_changes
+        self._ownership = OwnershipView(version, candidates)
+        self._deliver("ownership", OwnershipChanged.between(old, self._ownership))
 
     def set_advertisement(self, value: object) -> None:
         """Change what this node advertises, in its hellos and its registry record."""
@@ -468,12 +732,13 @@ class ClusterNode(MultiService):
                 later.append(host)
             else:
                 self._add_static((host, self.udp_port if port is None else port))
+        self._address = self._choose_address()
         MultiService.startService(self)
         for host in later:
             assert self.port is not None
             self._add_static((host, self.port))
             self._hello.hello_to((host, self.port))
-        self._address = self._choose_address()
+        self._refresh_ownership()
         if self._registry is not None:
             self._registry.set_record(self._record())
         if self._campaign is not None:
@@ -504,7 +769,11 @@ class ClusterNode(MultiService):
             self._hello.leave()
         if self._status is not None:
             self._status.stop()
-        return maybeDeferred(MultiService.stopService, self)
+        stopped = maybeDeferred(MultiService.stopService, self)
+        client = self._transport_client
+        if client is not None:
+            stopped.addCallback(lambda _: client.close())
+        return stopped
 
     def _election_mode(self) -> ElectionMode:
         if self.election not in ELECTION_MODES:
@@ -640,6 +909,8 @@ class ClusterNode(MultiService):
             advertisement=self.advertisement,
             started_at=self.started_at,
             client=self.settings.client,
+            transport=self._transport_url,
+            capacity=self.capacity,
         )
 
     # -- what the registry tells us (RegistryListener) -----------------------------
@@ -674,7 +945,14 @@ class ClusterNode(MultiService):
         self, members: Mapping[str, int], view_index: int, own_index: int | None
     ) -> None:
         clients = () if self._registry is None else self._registry_clients()
-        self._hello.registry_view(members, view_index, own_index, clients)
+        records = {} if self._registry is None else self._registry.peers
+        peers = {
+            member_id: ListedPeer(r.address, r.port, (members[member_id], r.started_at))
+            for member_id, r in records.items()
+            if member_id in members
+        }
+        self._hello.registry_view(members, view_index, own_index, clients, peers)
+        self._refresh_ownership()
 
     def _registry_clients(self) -> tuple[str, ...]:
         assert self._registry is not None
@@ -689,8 +967,10 @@ class ClusterNode(MultiService):
         if self._campaign is not None and name in ("master", "promotion", "demotion"):
             return  # the lease decides those (elected, stepped_down, master_changed)
         self._deliver(name, event)
+        if self._registry is None and name in ("added", "removed"):
+            self._refresh_ownership()
 
-    def _deliver(self, name: EventName, event: MembershipEvent) -> None:
+    def _deliver(self, name: EventName, event: Any) -> None:
         if isinstance(event, Promotion) and event.reason == "unlisted":
             self.log.warn(
                 "promotion without the registry: node {node_id} has not listed it "
@@ -757,7 +1037,35 @@ class ClusterNode(MultiService):
             "election": self._election_status(),
             "dropped": dict(self._membership.dropped),
             "keyring": None if self.keyring is None else self.keyring.ids(),
+            "ownership": self._ownership_status(),
         }
+
+    def _ownership_status(self) -> dict[str, Any]:
+        view = self._ownership
+        stats = self._router.stats
+        return {
+            "view": view.version,
+            "owners": [{"id": c.id, "capacity": c.capacity} for c in view.candidates],
+            "transport": self._transport_url,
+            "calls": {
+                "local": stats.local,
+                "forwarded": stats.forwarded,
+                "received": stats.received,
+                "retries": stats.retries,
+                "failed": dict(stats.failed),
+            },
+        }
+
+    def _owner_document(self, key: str, n: int) -> dict[str, Any]:
+        view = self._ownership
+        document: dict[str, Any] = {
+            "key": key,
+            "owner": view.owner(key),
+            "view": view.version,
+        }
+        if n > 1:
+            document["owners"] = list(view.owners(key, n))
+        return document
 
     def _election_status(self) -> dict[str, Any]:
         lead = self.leadership

@@ -89,6 +89,29 @@ def _number(name: str) -> Any:
     return convert
 
 
+def _load_app(text: str) -> Any:
+    """The callable C{MODULE:NAME} names, for C{--app} (one-line errors)."""
+    module_name, sep, name = text.partition(":")
+    if not sep or not module_name or not name:
+        raise usage.UsageError(f"--app {text!r}: expected MODULE:CALLABLE")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--app {text!r}: cannot import {module_name}: {type(e).__name__}: {e}"
+        ) from None
+    value: Any = module
+    for part in name.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            raise usage.UsageError(f"--app {text!r}: {module_name} has no {name}")
+    if not callable(value):
+        raise usage.UsageError(f"--app {text!r}: {name} is not callable")
+    return value
+
+
 def _in_option_names(message: str) -> str:
     """A settings message with its parameter names as the options that set them."""
     pattern = r"\b(" + "|".join(SETTING_OPTIONS) + r")\b"
@@ -118,6 +141,19 @@ class Options(usage.Options):
             "Always wait one --check-interval before the first election, as "
             "node-discover does (needed when node-discover peers list us but we "
             "do not list them).",
+        ],
+        [
+            "trust-hello-address",
+            None,
+            "In a registry cluster, accept a listed peer's hellos from any address "
+            "(its record's port still counts): for peers behind NAT whose record "
+            "names another address than their datagrams come from.",
+        ],
+        [
+            "no-transport",
+            None,
+            "No node-to-node transport: calls run only here, large messages "
+            "cannot be published.",
         ],
     ]
     optParameters: list[list[Any]] = [
@@ -228,6 +264,28 @@ class Options(usage.Options):
             "Re-read on SIGHUP and when it changes. Unsealed datagrams are dropped, "
             "so node-discover peers cannot join.",
         ],
+        [
+            "transport",
+            None,
+            "auto",
+            "Node-to-node transport endpoint for calls and large messages "
+            "(auto: a free TCP port on --udp-interface; ssl:... serves https).",
+        ],
+        [
+            "capacity",
+            None,
+            1.0,
+            "This node's relative share of the keys (1 = as its peers).",
+            _number("capacity"),
+        ],
+        [
+            "call-timeout",
+            None,
+            None,
+            "Seconds a call keeps trying on the key's owner before it fails "
+            "[default: 5].",
+            _positive_seconds("call-timeout"),
+        ],
         ["node-id", None, None, "Node id (a UUID; default: a new random one)."],
         ["etcd-cacert", None, None, "CA file to verify an https:// etcd."],
         ["etcd-cert", None, None, "Client certificate file for etcd."],
@@ -250,11 +308,17 @@ class Options(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self["peers"] = []
+        self["apps"] = []
         self._environ = os.environ if environ is None else environ
 
     def opt_peer(self, value: str) -> None:
         """Add a static peer HOST[:PORT] (repeatable; port defaults to --udp-port)."""
         self["peers"].append(_parse_peer(value))
+
+    def opt_app(self, value: str) -> None:
+        """Call MODULE:CALLABLE with the node before it starts, to register the
+        application's handlers and channels (repeatable)."""
+        self["apps"].append((value, _load_app(value)))
 
     def opt_new_key(self) -> None:
         """Print a new random key (a keyring line for --cluster-key-file), then exit."""
@@ -279,6 +343,8 @@ class Options(usage.Options):
             raise usage.UsageError("--masters-required must be at least 1")
         if self["weight"] is not None and not math.isfinite(self["weight"]):
             raise usage.UsageError("--weight must be a finite number")
+        if not (math.isfinite(self["capacity"]) and 0 < self["capacity"] <= 1e6):
+            raise usage.UsageError("--capacity must be above 0 and at most 1e6")
         if self["no-etcd"]:
             self["etcd-urls"] = []
         else:
@@ -316,10 +382,17 @@ class Options(usage.Options):
         files = (self["etcd-cacert"], self["etcd-cert"], self["etcd-key"])
         https = any(url.startswith("https://") for url in self["etcd-urls"])
         http_tls = (self["http"] or "").split(":", 1)[0].lower() == "ssl"
-        if not https and not http_tls and files == (None, None, None):
+        transport_tls = self["transport"].split(":", 1)[0].lower() == "ssl"
+        served_tls = http_tls or (transport_tls and not self["no-transport"])
+        if not https and not served_tls and files == (None, None, None):
             without_tls()  # first: what follows loads the reactor's modules
         if self["http"] is not None:
             self["http"] = stream_endpoint("--http", self["http"])
+        if self["transport"] != "auto" and not self["no-transport"]:
+            transport = self["transport"]
+            if transport.isdigit():  # a bare port: on the UDP socket's interface
+                transport = f"tcp:{transport}:interface={self['udp-interface']}"
+            self["transport"] = stream_endpoint("--transport", transport)
         from twistednode.registry.backends import tls_from_options
 
         try:
@@ -405,6 +478,8 @@ def makeService(config: Options, reactor: Any = None) -> Program:
     extra: dict[str, Any] = {}
     if config["node-id"] is not None:
         extra["node_id"] = config["node-id"]
+    if config["call-timeout"] is not None:
+        extra["call_timeout"] = config["call-timeout"]
     node = ClusterNode(
         reactor=reactor,
         settings=settings,
@@ -423,8 +498,13 @@ def makeService(config: Options, reactor: Any = None) -> Program:
         election=config["election"],
         master_ttl=config["master-ttl"],
         cluster_key_file=config["cluster-key-file"],
+        transport=None if config["no-transport"] else config["transport"],
+        capacity=config["capacity"],
+        trust_hello_address=bool(config["trust-hello-address"]),
         **extra,
     )
+    for _name, install in config["apps"]:
+        install(node)
     if config["cluster-key-file"] is not None:
         from twistednode.trust.reload import SighupReload
 
@@ -442,4 +522,9 @@ def _listeners(node: IService, config: Options) -> list[tuple[object, str]]:
             named.append((child, f"--udp-port {config['udp-port']}"))
         elif isinstance(child, StreamServerEndpointService):
             named.append((child, f"--http {config['http']}"))
+    transport = sys.modules.get("twistednode.transport.server")
+    if transport is not None:  # loaded by the node only when it runs a transport
+        for child in IServiceCollection(node):
+            if isinstance(child, transport.TransportService):
+                named.append((child, f"--transport {config['transport']}"))
     return named

@@ -184,11 +184,13 @@ class TransportService(Service):
     @ivar reactor: the reactor the endpoint is parsed against.
     @ivar endpoint: e.g. C{tcp:0:interface=10.0.0.5} or C{ssl:7001:privateKey=...}.
     @ivar resource: the routes.
+    @ivar listening: told C{(port, secure)} once the endpoint listens.
     """
 
     reactor: Any
     endpoint: str
     resource: TransportResource
+    listening: Callable[[int, bool], None] | None = None
     _listening: IListeningPort | None = field(default=None, init=False)
 
     @property
@@ -214,6 +216,8 @@ class TransportService(Service):
         if isinstance(outcome[0], Failure):
             outcome[0].raiseException()
         self._listening = outcome[0]
+        if self.listening is not None:
+            self.listening(self.port or 0, self.secure)
 
     def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)

@@ -16,6 +16,14 @@ serves it.
   C{push_interval} seconds so that "time since last hello" keeps moving. A client that
   goes away is unregistered: the stream is a L{Deferred} whose canceller forgets it, and
   Klein cancels it when the connection is lost.
+- C{GET /v1/owner/<key>}: who owns a key, as the C{owner} callable the node gives
+  computes it (C{{"key", "owner", "view"}}; C{?n=3} adds C{"owners"}, replicas).
+- C{POST /v1/route/<service>/<key>}: the JSON body is the payload of a call to
+  C{service} on the key's owner, through the C{route} callable; the answer is the
+  handler's JSON. A failed call is a JSON error with the status its exception
+  names (its C{status} and C{kind}: 404 unknown service, 503 no owner, 504 timed
+  out, 502 handler failed); a body that is not JSON is 400, one over
+  L{MAX_ROUTE_BODY} 413. Both routes are 404 without their callable.
 - Anything else is a JSON error: 404 for an unknown path, 405 for a bad method, 503 if
   the provider fails or returns a document that is not JSON. Never a 500.
 
@@ -59,9 +67,30 @@ PAGE_POLICY = (
 SSE_RETRY_MS = 1000
 """How long a browser waits before reconnecting a dropped event stream."""
 
+MAX_ROUTE_BODY = 16 * 1024 * 1024
+"""The largest payload C{POST /v1/route/...} takes, in bytes (413 above it)."""
+
+MAX_REPLICAS = 64
+"""The most owners C{GET /v1/owner/<key>?n=} lists."""
+
+OwnerLookup = Callable[[str, int], dict[str, Any]]
+"""C{(key, n)} -> C{{"key", "owner", "view"}} (and C{"owners"} when n > 1)."""
+
+RouteCall = Callable[[str, str, object], "Deferred[object]"]
+"""C{(service, key, payload)} -> a Deferred of the owner's answer."""
+
 
 class StatusUnavailable(Exception):
     """The provider failed, or gave a document that cannot be sent as JSON."""
+
+
+class BadRoute(Exception):
+    """A route request this module refuses itself: C{status} and C{kind} say why."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
 
 
 @cache
@@ -87,6 +116,8 @@ class StatusAPI:
     @ivar push_interval: seconds between periodic pushes while started.
     @ivar metrics: renders C{GET /metrics} (sets its headers, returns the body), or
         None to answer 404 there.
+    @ivar owner: answers C{GET /v1/owner/<key>} (L{OwnerLookup}); None: 404.
+    @ivar route: runs C{POST /v1/route/<service>/<key>} (L{RouteCall}); None: 404.
     """
 
     app = Klein()
@@ -96,6 +127,8 @@ class StatusAPI:
     _clock: IReactorTime
     push_interval: float = 1.0
     metrics: Callable[[IRequest], bytes] | None = None
+    owner: OwnerLookup | None = None
+    route: RouteCall | None = None
     _streams: dict[Deferred[None], IRequest] = field(init=False, factory=dict)
     _started: bool = field(init=False, default=False)
     _timer: IDelayedCall | None = field(init=False, default=None)
@@ -232,7 +265,54 @@ class StatusAPI:
         self._schedule()
         return stream
 
+    @app.route("/v1/owner/<path:key>", methods=["GET"])
+    def owner_of(self, request: IRequest, key: str) -> bytes:
+        """Who owns C{key} in this node's view."""
+        if self.owner is None:
+            raise NotFound()
+        n = 1
+        given = request.args.get(b"n")
+        if given:
+            text = given[0].decode("ascii", "replace")
+            if not text.isdigit() or not 1 <= int(text) <= MAX_REPLICAS:
+                raise BadRoute(400, "bad-request", f"n must be 1-{MAX_REPLICAS}")
+            n = int(text)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return _json(self.owner(key, n))
+
+    @app.route("/v1/route/<string:service>/<path:key>", methods=["POST"])
+    def route_call(self, request: IRequest, service: str, key: str) -> Deferred[bytes]:
+        """A call to C{service} on C{key}'s owner, the body as its payload."""
+        if self.route is None:
+            raise NotFound()
+        assert request.content is not None
+        body = request.content.read(MAX_ROUTE_BODY + 1)
+        if len(body) > MAX_ROUTE_BODY:
+            raise BadRoute(413, "too-large", f"the body is over {MAX_ROUTE_BODY} bytes")
+        try:
+            payload = json.loads(body) if body.strip() else None
+        except (ValueError, RecursionError) as e:
+            raise BadRoute(400, "bad-request", f"the body is not JSON: {e}") from None
+        answer = self.route(service, key, payload)
+
+        def send(value: object) -> bytes:
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"cache-control", b"no-store")
+            return _json(value)
+
+        return answer.addCallback(send)
+
     # Errors, all as JSON
+
+    @app.handle_errors(BadRoute)
+    def bad_route(self, request: IRequest, failure: Failure) -> bytes:
+        """A route request refused here (400, 413)."""
+        error = failure.value
+        assert isinstance(error, BadRoute)
+        request.setResponseCode(error.status)
+        request.setHeader(b"content-type", b"application/json")
+        return _json({"error": error.kind, "message": str(error)})
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
@@ -263,3 +343,22 @@ class StatusAPI:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"retry-after", b"1")
         return _json({"error": "status unavailable", "reason": str(failure.value)})
+
+    @app.handle_errors(Exception)
+    def call_failed(self, request: IRequest, failure: Failure) -> bytes:
+        """A failed call: the status and kind its exception names; anything
+        else (a bug) 503, logged, never a 500 with a traceback."""
+        error = failure.value
+        status = getattr(error, "status", None)
+        kind = getattr(error, "kind", None)
+        request.setHeader(b"content-type", b"application/json")
+        if isinstance(status, int) and 400 <= status < 600 and isinstance(kind, str):
+            request.setResponseCode(status)
+            document: dict[str, object] = {"error": kind, "message": str(error)}
+            node = getattr(error, "node", None)
+            if isinstance(node, str):
+                document["node"] = node
+            return _json(document)
+        self.log.failure("A request failed", failure)
+        request.setResponseCode(503)
+        return _json({"error": "unavailable", "message": failure.getErrorMessage()})
