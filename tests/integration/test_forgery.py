@@ -19,7 +19,8 @@ member, the master stays the one agreed before, and it never demotes; afterwards
 every attacked node's C{dropped} counters (C{GET /status}) show the refusal.
 L{SealedClusterForgeryTests} runs with C{--cluster-key-file} (everything is refused
 by the seal, as C{dropped.auth}); L{StaticSealedForgeryTests} the same on static
-peers, where the seal is the only protection.
+peers, where the seal is the only protection; L{RegistryAuthorityForgeryTests}
+without a keyring, where the registry is the membership authority (issue 12 item 2).
 """
 
 from __future__ import annotations
@@ -425,6 +426,21 @@ class SealedClusterForgeryTests(_ForgerySuite, SynchronousTestCase):
             self.nodes,
             reasons=("auth",),
         )
+
+
+class RegistryAuthorityForgeryTests(_ForgerySuite, SynchronousTestCase):
+    """Without a keyring, in a registry cluster: the registry is the membership
+    authority, so the same forgeries are refused as unlisted, from the wrong
+    address, a goodbye of a live record, or a replay of a removed member."""
+
+    sealed = False
+    refused_as: ClassVar[dict[str, tuple[str, ...]]] = {
+        "forged-master": ("unlisted",),
+        "impersonation": ("address",),
+        "goodbye": ("live-goodbye",),
+        "replay": ("address", "stale-seq", "removed", "unlisted"),
+        "channel": ("address",),
+    }
 
 
 class StaticSealedForgeryTests(SealedClusterForgeryTests):

@@ -14,9 +14,12 @@ Without C{--advertise} (and even without the UDP port forwarded) it registers it
 private address, which nobody outside can reach, and yet it joins: its hellos get
 out with the NAT's address as their source (masquerading keeps the port), the others
 answer where a hello comes from (node-discover's rule), and the NAT's connection
-tracking lets those answers back in while its hellos keep the mapping alive. What
-reads only the registry (C{twistednode members}, a node that has not heard it yet)
-sees the private address. The README says to use C{--advertise}.
+tracking lets those answers back in while its hellos keep the mapping alive. The
+others must run with C{--trust-hello-address}: the registry being the membership
+authority, they otherwise refuse hellos that do not come from the address the record
+names (C{dropped.address}). What reads only the registry (C{twistednode members}, a
+node that has not heard it yet) sees the private address. The README says to use
+C{--advertise}.
 """
 
 from __future__ import annotations
@@ -90,12 +93,13 @@ class _Networks:
         node.launch()
         return node
 
-    def site_nodes(self) -> list[ClusterNodeProcess]:
+    def site_nodes(self, *extra: str) -> list[ClusterNodeProcess]:
         nodes = [
             self.node(
                 self.network.site(i),
                 self.network.site_address(i),
                 weight=float(10 - i),
+                extra_args=extra,
             )
             for i in range(self.sites)
         ]
@@ -168,10 +172,12 @@ class NatTests(_Networks, TestCase):
         self,
     ) -> None:
         """Without --advertise (and without the UDP port forwarded) its record names
-        its private address; the others reach it anyway, at the address its hellos
-        come from, through the NAT's connection tracking."""
+        its private address; the others, run with --trust-hello-address (the
+        registry's authority then checks the port alone), accept its hellos from
+        the NAT's address and reach it there, through the NAT's connection
+        tracking."""
         self.network.unforward("udp", UDP_PORT)
-        outside = self.site_nodes()
+        outside = self.site_nodes("--trust-hello-address")
         home = self.home_node()
         everyone = [*outside, home]
         wait_for_agreed_master(everyone, SETTLE, "the cluster, the home node in it")
