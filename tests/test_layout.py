@@ -31,7 +31,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "twistednode.metrics": frozenset({"tapkit"}),
     "twistednode.routing": frozenset(),
     "twistednode.transport": frozenset(
-        {"twistednode.etcd", "twistednode.routing", "twistednode.trust"}
+        {"tapkit", "twistednode.etcd", "twistednode.routing", "twistednode.trust"}
     ),
     "twistednode.cli": frozenset(
         {

@@ -191,6 +191,12 @@ class ClusterNode(MultiService):
     @ivar trust_hello_address: in a registry cluster, accept a listed peer's hellos
         from any address (its record's port still counts): peers behind NAT whose
         record names an address their datagrams do not come from.
+    @ivar http_max_connections: open connections the status server takes at once
+        (a new one above it is closed).
+    @ivar http_header_timeout: seconds a request's headers may take to arrive at
+        the status server (slowloris), from the connection's opening or the last
+        response's end.
+    @ivar http_access_log: log each status server request (at debug level).
     """
 
     log = Logger()
@@ -223,6 +229,9 @@ class ClusterNode(MultiService):
     capacity: float = 1.0
     call_timeout: float = DEFAULT_TIMEOUT
     trust_hello_address: bool = False
+    http_max_connections: int = 512
+    http_header_timeout: float = 10.0
+    http_access_log: bool = False
 
     _membership: Membership = field(init=False)
     _hello: HelloProtocol = field(init=False)
@@ -338,8 +347,8 @@ class ClusterNode(MultiService):
                 )
         if self.http is not None:
             from twisted.application.strports import service as stream_service
-            from twisted.web.server import Site
 
+            from tapkit.guardedsite import GuardedSite
             from twistednode.metrics.exposition import NodeMetrics
             from twistednode.web.status import StatusAPI  # Klein, only when asked for
 
@@ -352,7 +361,13 @@ class ClusterNode(MultiService):
                 owner=self._owner_document,
                 route=self.call,
             )
-            site = Site(self._status.resource())
+            site = GuardedSite(
+                self._status.resource(),
+                max_connections=self.http_max_connections,
+                header_timeout=self.http_header_timeout,
+                access_log=self.http_access_log,
+                reactor=self.reactor,
+            )
             stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)
 
     def _make_router(self) -> None:

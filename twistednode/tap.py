@@ -150,6 +150,12 @@ class Options(usage.Options):
             "names another address than their datagrams come from.",
         ],
         [
+            "http-access-log",
+            None,
+            "Log each --http request (at debug level: twist shows it with "
+            "--log-level debug, twistd always).",
+        ],
+        [
             "no-transport",
             None,
             "No node-to-node transport: calls run only here, large messages "
@@ -185,6 +191,23 @@ class Options(usage.Options):
             "Serve the status API and live page: a port (8080 listens on 127.0.0.1 "
             "only, as tcp:8080:interface=127.0.0.1) or an endpoint string; "
             "tcp:8080:interface=0.0.0.0 opens it to every interface.",
+        ],
+        [
+            "http-max-connections",
+            None,
+            512,
+            "Connections the --http server holds open at once; one more is "
+            "closed at once.",
+            _integer("http-max-connections"),
+        ],
+        [
+            "http-header-timeout",
+            None,
+            10.0,
+            "Seconds a request's headers may take to reach the --http server "
+            "(slow clients are cut off); also how long a kept-alive connection "
+            "may idle.",
+            _positive_seconds("http-header-timeout"),
         ],
         ["advertise", None, None, "Address peers use to reach this node."],
         ["advertisement", None, None, "JSON value advertised to peers."],
@@ -343,6 +366,8 @@ class Options(usage.Options):
             raise usage.UsageError("--masters-required must be at least 1")
         if self["weight"] is not None and not math.isfinite(self["weight"]):
             raise usage.UsageError("--weight must be a finite number")
+        if self["http-max-connections"] < 1:
+            raise usage.UsageError("--http-max-connections must be at least 1")
         if not (math.isfinite(self["capacity"]) and 0 < self["capacity"] <= 1e6):
             raise usage.UsageError("--capacity must be above 0 and at most 1e6")
         if self["no-etcd"]:
@@ -501,6 +526,9 @@ def makeService(config: Options, reactor: Any = None) -> Program:
         transport=None if config["no-transport"] else config["transport"],
         capacity=config["capacity"],
         trust_hello_address=bool(config["trust-hello-address"]),
+        http_max_connections=config["http-max-connections"],
+        http_header_timeout=config["http-header-timeout"],
+        http_access_log=bool(config["http-access-log"]),
         **extra,
     )
     for _name, install in config["apps"]:

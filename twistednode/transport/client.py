@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 CALL_PATH: Final = "/v1/node/call"
 PUBLISH_PATH: Final = "/v1/node/publish"
 CONNECT_TIMEOUT: Final = 2.0
+#: Seconds an idle pooled connection is kept (the server closes one idle for
+#: twistednode.transport.server.IDLE_LIMIT).
+POOL_IDLE: Final = 20
 PUBLISH_TIMEOUT: Final = 10.0
 
 
@@ -97,6 +100,9 @@ class TransportClient:
             self.http, self._pool = http_client(
                 self.reactor, tls=self.tls, connect_timeout=CONNECT_TIMEOUT
             )
+            # Well before the server's idle limit, so a pooled
+            # connection is never one the server is closing.
+            self._pool.cachedConnectionTimeout = POOL_IDLE
         return self.http
 
     def _post(

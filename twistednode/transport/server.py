@@ -32,12 +32,17 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
+from tapkit.guardedsite import GuardedSite
 from twistednode.routing.errors import BadCall, CallError, Unauthenticated
 from twistednode.routing.request import CallRequest
 from twistednode.transport.client import CALL_PATH, PUBLISH_PATH
 from twistednode.transport.proof import HEADER, ProofChecker, ProofError
+
+#: Seconds a request's headers may take, and a kept-alive connection may idle
+#: (callers keep idle connections for less: client.POOL_IDLE).
+IDLE_LIMIT: Final = 60.0
 
 #: The largest request body accepted (a 1 MiB message is well inside it).
 MAX_BODY: Final = 16 * 1024 * 1024
@@ -170,13 +175,6 @@ class TransportResource(Resource):
         return _json({"error": kind, "message": message, "node": self.node_id})
 
 
-class _QuietSite(Site):
-    noisy = False
-
-    def log(self, request: Any) -> None:
-        """No access log: a busy cluster forwards thousands of calls a second."""
-
-
 @define(eq=False)
 class TransportService(Service):
     """Listens on an endpoint string; L{port} is the bound port once running.
@@ -206,8 +204,13 @@ class TransportService(Service):
         from twisted.internet.endpoints import serverFromString
 
         Service.startService(self)
-        site = _QuietSite(self.resource)
-        site.displayTracebacks = False
+        # No access log: a busy cluster forwards thousands of calls a second.
+        site = GuardedSite(
+            self.resource,
+            header_timeout=IDLE_LIMIT,
+            access_log=False,
+            reactor=self.reactor,
+        )
         listening = serverFromString(self.reactor, self.endpoint).listen(site)
         outcome: list[Any] = []
         listening.addBoth(outcome.append)
