@@ -6,10 +6,13 @@
 
 It starts minietcd and three ``twistd -n clusternode`` processes with this Python on
 free ports of 127.0.0.1, shows each node's view of the cluster as it changes, and
-walks through a story: the cluster forms; one master is elected; a fourth node joins;
-the master is killed (SIGKILL) and a new one is elected; a node stops cleanly and the
-others see it leave at once. Every time it prints is measured, from the moment the
-demo acted (spawn, kill, signal) to the moment every node's own status said so.
+walks through a story: the cluster forms; one master is elected; 1,000 documents go
+to random nodes and each is stored by its key's owner (L{demo.docstore}, loaded into
+every node with ``--app``); a fourth node joins and takes its share of the keys; the
+master is killed (SIGKILL) and a new one is elected; only the killed master's keys
+move; a node stops cleanly and the others see it leave at once. Every time it prints
+is measured, from the moment the demo acted (spawn, POST, kill, signal) to the
+moment every node's own status said so.
 
 No process outlives the demo, however it ends: Ctrl-C, SIGTERM, a failed step, an
 error, or even SIGKILL of the demo (its children get SIGKILL from the kernel).
@@ -22,25 +25,33 @@ import base64
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 # What the nodes need: they run with this Python, but not with the path set below.
 MISSING = [m for m in ("twisted", "twistednode") if importlib.util.find_spec(m) is None]
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository: the nodes import the document store (demo.docstore) from it."""
+
 if not __package__:
     # Run as a script (python demo/cluster_demo.py): make the demo package importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(ROOT))
 
+from demo.documents import Client, RequestFailed, document_keys  # noqa: E402
 from demo.processes import Child, Children, free_port, twisted_command  # noqa: E402
 from demo.terminal import BOLD, CYAN, DIM, GREEN, RED, YELLOW, Screen, pad  # noqa: E402
 from demo.watch import (  # noqa: E402
@@ -54,10 +65,16 @@ from demo.watch import (  # noqa: E402
 STEPS = (
     "the cluster forms",
     "one master is elected",
+    "1,000 documents are stored by their owners",
     "a fourth node joins",
     "the master is killed, a new one is elected",
+    "only the killed master's keys move",
     "a node stops cleanly, the others see it leave",
 )
+
+DOCUMENTS = 1000
+STORE_APP = "demo.docstore:install"
+"""What every node loads (C{--app}): the document store the story uses."""
 
 HELLO_INTERVAL = 1.0
 NODE_TIMEOUT = 2.0
@@ -79,7 +96,17 @@ JOIN_TIMEOUT = 60.0
 FAILOVER_TIMEOUT = 30.0
 LEAVE_TIMEOUT = 30.0
 EXIT_TIMEOUT = 10.0
+STORE_TIMEOUT = 60.0
+HANDOFF_TIMEOUT = 30.0
+REOWN_TIMEOUT = 40.0
+"""A killed node's keys move when its registry record expires (RECORD_TTL)."""
+RECORD_TTL = 3
+"""The nodes' registry record TTL (--ttl; clusternode's default is 10 s), so that
+the story's killed node leaves the registry within a few seconds."""
 """Generous bounds for a loaded machine; the times printed are the measured ones."""
+
+
+T = TypeVar("T")
 
 
 class StepFailed(Exception):
@@ -119,6 +146,12 @@ def how_elected(mode: str, epoch: int | None) -> str:
         said = "" if epoch is None else f", epoch {epoch}"
         return f"the registry's lease elected it{said}"
     return "node-discover's election: the highest weight"
+
+
+def spread(counts: Mapping[str, int], label: Callable[[str], str]) -> str:
+    """How many keys each node has: "node-1 331, node-2 342" (by name)."""
+    named = sorted((label(node_id), n) for node_id, n in counts.items())
+    return ", ".join(f"{name} {n}" for name, n in named)
 
 
 def fmt(seconds: float) -> str:
@@ -164,6 +197,8 @@ class Demo:
         self.registry: Child | None = None
         self.command = twisted_command()
         self.keep_logs = False
+        self.rng = random.Random()
+        self.keys = document_keys(DOCUMENTS)
 
     # -- what the nodes say ----------------------------------------------------------
 
@@ -255,11 +290,18 @@ class Demo:
             "127.0.0.1",
             "--http",
             f"tcp:{port}:interface=127.0.0.1",
+            "--app",
+            STORE_APP,
+            "--ttl",
+            str(RECORD_TTL),
         ]
         if self.etcd_api is not None:
             argv += ["--etcd-api", self.etcd_api]
         # node-discover's way to name a host: the pages and tables then say node-1...
         env = dict(os.environ, DISCOVERY_HOSTNAME=name)
+        # The nodes run in the scratch directory: demo.docstore comes from the repo.
+        paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
         child = Child(name, argv, self.run_dir / f"{name}.log", env)
         node = Node(name, child, port, self.board)
         self.nodes[name] = node
@@ -294,7 +336,7 @@ class Demo:
         lines = [
             s.style(
                 f"  {'NODE':<10}{'PID':<8}{'UDP':<18}{'SEES':<24}{'MASTER':<10}"
-                "REGISTRY",
+                f"{'REGISTRY':<10}DOCS",
                 DIM,
             )
         ]
@@ -322,9 +364,17 @@ class Demo:
                     f"  {head}{view.address:<18}"
                     + pad(sees or s.symbols.none, 24)
                     + pad(master, 10)
-                    + view.registry
+                    + pad(view.registry, 10)
+                    + self.documents_of(view)
                 )
         return lines
+
+    def documents_of(self, view: NodeView) -> str:
+        """The table's DOCS: what the node's advertisement says it stores."""
+        if view.documents is None:
+            return self.screen.symbols.none
+        moving = f" (+{view.handoff} to hand on)" if view.handoff else ""
+        return f"{view.documents}{moving}"
 
     def draw(self, progress: str | None = None) -> None:
         """Redraw the live block: the table and a progress line."""
@@ -350,16 +400,18 @@ class Demo:
         goals: Mapping[str, Callable[[], object]],
         timeout: float,
         since: float,
+        say: bool = True,
     ) -> dict[str, float]:
         """Wait until every goal holds at once; when each began to hold.
 
         C{goals} maps a step title to a check of the latest views. A step fails if
         its goal does not hold within C{timeout} or a node dies unexpectedly.
+        Without a terminal, C{what} is printed first if C{say}.
         """
         deadline = time.monotonic() + timeout
         held_since: dict[str, float] = {}
         version = -1
-        if not self.screen.live:
+        if say and not self.screen.live:
             self.screen.say(f"  … {what} (at most {timeout:.0f} s)")
         while True:
             now = time.monotonic()
@@ -397,8 +449,57 @@ class Demo:
                 )
         return "; ".join(parts)
 
+    def in_background(self, step: str, what: str, work: Callable[[], T]) -> T:
+        """Run C{work} (requests to the nodes) in a thread, drawing meanwhile; a
+        L{RequestFailed} fails C{step}."""
+        began = time.monotonic()
+        outcome: list[T] = []
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as e:
+                failed.append(e)
+
+        worker = threading.Thread(target=run, name="demo-requests", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            self.check_alive(step)
+            self.draw(f"{what} {time.monotonic() - began:.1f} s")
+            worker.join(0.1)
+        if failed:
+            if isinstance(failed[0], RequestFailed):
+                raise StepFailed(step, str(failed[0]))
+            raise failed[0]
+        return outcome[0]
+
+    def owners_are(self, names: Sequence[str]) -> bool:
+        """Whether every named node spreads keys over exactly the named nodes."""
+        views = self.views_of(names)
+        if views is None:
+            return False
+        ids = {v.id for v in views}
+        return all(v.owners == ids for v in views)
+
+    def shows_counts(self, names: Sequence[str], counts: Mapping[str, int]) -> bool:
+        """Whether every named node's status says it stores its count, none moving."""
+        views = self.views_of(names)
+        return views is not None and all(
+            v.documents == counts.get(v.id, 0) and v.handoff == 0 for v in views
+        )
+
+    def client(self, names: Sequence[str]) -> Client:
+        """Requests to the named nodes, each to a random one."""
+        return Client({n: self.nodes[n].http_port for n in names}, self.rng)
+
     def passed(
-        self, step: str, seconds: float, since: str, detail: str, table: bool = True
+        self,
+        step: str,
+        seconds: float,
+        since: str,
+        detail: str | Sequence[str],
+        table: bool = True,
     ) -> None:
         """Print a step that held: its measured time, then what was seen."""
         s = self.screen
@@ -407,12 +508,13 @@ class Demo:
         title = f"{number}. {step} ".ljust(TITLE_WIDTH, ".")
         took = s.style(f"{fmt(seconds):>7}", GREEN, BOLD)
         s.say(f"{mark} {s.style(title, BOLD)} {took} after {since}")
-        s.say(f"     {detail}")
+        for line in [detail] if isinstance(detail, str) else detail:
+            s.say(f"     {line}")
         if table:
             self.print_table()
 
     def story(self) -> None:
-        """The five steps; raises L{StepFailed} at the first that does not hold."""
+        """The seven steps; raises L{StepFailed} at the first that does not hold."""
         star = self.screen.symbols.star
         trio = ["node-1", "node-2", "node-3"]
         spawned_wall, spawned = time.time(), time.monotonic()
@@ -457,24 +559,31 @@ class Demo:
             + how_elected(views[0].election, first_epoch),
         )
 
-        # A fourth node joins; the master stays.
+        # Documents to random nodes, each stored by its key's owner.
+        owners = self.store_documents(trio)
+
+        # A fourth node joins; the master stays; it takes its share of the keys.
         four = [*trio, "node-4"]
         joined_wall, joined = time.time(), time.monotonic()
         self.start_node("node-4")
         held = self.wait(
             "node-4 starts and joins",
-            {STEPS[2]: lambda: mesh(four) and master_of(four) == master},
+            {STEPS[3]: lambda: mesh(four) and master_of(four) == master},
             JOIN_TIMEOUT,
             joined,
         )
-        seen = held[STEPS[2]] - joined
+        seen = held[STEPS[3]] - joined
         up = self.started_at("node-4") - joined_wall
+        owners, handed = self.hand_over(four, "node-4", owners, joined)
         self.passed(
-            STEPS[2],
+            STEPS[3],
             seen,
             "spawn",
-            f"all four see each other {fmt(seen - up)} after node-4 was up; "
-            f"{self.label(master)} stays master",
+            [
+                f"all four see each other {fmt(seen - up)} after node-4 was up; "
+                f"{self.label(master)} stays master",
+                *handed,
+            ],
         )
 
         # The master is killed: no goodbye, the others time it out and elect.
@@ -491,11 +600,11 @@ class Demo:
 
         held = self.wait(
             f"{victim.name} killed; waiting for the others to elect",
-            {STEPS[3]: lambda: master_of(rest) not in (None, master)},
+            {STEPS[4]: lambda: master_of(rest) not in (None, master)},
             FAILOVER_TIMEOUT,
             killed,
         )
-        failover = held[STEPS[3]] - killed
+        failover = held[STEPS[4]] - killed
         new_master = master_of(rest)
         after = self.views_of(rest) or []
         new_epoch = master_epoch(after, new_master)
@@ -510,52 +619,258 @@ class Demo:
                 f"({NODE_TIMEOUT:.0f} s of silence)"
             )
         self.passed(
-            STEPS[3],
+            STEPS[4],
             failover,
             "SIGKILL",
             f"{self.label(new_master)} {star} is the new master; {why}",
         )
         victim.child.wait(EXIT_TIMEOUT)
+        self.keys_move(rest, victim.name, master, owners, killed)
 
         # A node that is not master stops cleanly: goodbye, record deleted.
         leaver = self.nodes[next(n for n in rest if self.id_of(n) != new_master)]
         leaver_id = self.id_of(leaver.name)
         others = [name for name in rest if name != leaver.name]
+        last = self.views_of([leaver.name])
+        carried = last[0].documents if last and last[0].documents else 0
         stopped = time.monotonic()
         leaver.child.ended = "stopped (SIGTERM)"
         leaver.child.signal(signal.SIGTERM)
         held = self.wait(
             f"{leaver.name} stopping; waiting for the others to see it leave",
             {
-                STEPS[4]: lambda: (
+                STEPS[6]: lambda: (
                     dropped(others, leaver_id) and master_of(others) == new_master
                 )
             },
             LEAVE_TIMEOUT,
             stopped,
         )
-        left = held[STEPS[4]] - stopped
+        left = held[STEPS[6]] - stopped
         code = leaver.child.wait(EXIT_TIMEOUT)
         exited = time.monotonic() - stopped
         if code not in CLEAN_EXIT:
             raise StepFailed(
-                STEPS[4], f"{leaver.name} did not stop cleanly: exit status {code}"
+                STEPS[6], f"{leaver.name} did not stop cleanly: exit status {code}"
             )
         leaver.child.ended = f"stopped (SIGTERM), exited after {fmt(exited)}"
         if left >= AT_ONCE:
             raise StepFailed(
-                STEPS[4],
+                STEPS[6],
                 f"the others saw {leaver.name} leave only after {fmt(left)}: that is "
                 "a timeout, not its goodbye",
             )
         self.passed(
-            STEPS[4],
+            STEPS[6],
             left,
             "SIGTERM",
-            f"{' and '.join(others)} saw {leaver.name}'s goodbye; "
-            f"{self.label(new_master)} stays master; {leaver.name} exited after "
-            f"{fmt(exited)}",
+            [
+                f"{' and '.join(others)} saw {leaver.name}'s goodbye; "
+                f"{self.label(new_master)} stays master; {leaver.name} exited after "
+                f"{fmt(exited)}",
+                f"its {carried} documents went with it: "
+                "the store keeps one copy, in memory",
+            ],
         )
+
+    def store_documents(self, names: Sequence[str]) -> dict[str, str]:
+        """Step 3: every document to a random node; who owns each key."""
+        step = STEPS[2]
+        self.wait(
+            "the nodes agree on who owns keys",
+            {step: lambda: self.owners_are(names)},
+            START_TIMEOUT,
+            time.monotonic(),
+            say=False,
+        )
+        client = self.client(names)
+        sent = time.monotonic()
+        if not self.screen.live:
+            self.screen.say(f"  … sending {DOCUMENTS:,} documents to random nodes")
+        stored = self.in_background(
+            step, "sending documents", lambda: client.put_all(self.keys)
+        )
+        sending = time.monotonic() - sent
+        owners = self.in_background(
+            step, "asking who owns each key", lambda: client.owners(self.keys)
+        )
+        wrong = [a for a in stored if a.stored_by != owners[a.key]]
+        if wrong:
+            raise StepFailed(
+                step,
+                f"{len(wrong)} documents were not stored by their key's owner, "
+                f"e.g. {wrong[0].key} by {self.label(wrong[0].stored_by)}, "
+                f"owner {self.label(owners[wrong[0].key])}",
+            )
+        counts = Counter(a.stored_by for a in stored)
+        held = self.wait(
+            "the nodes count their documents",
+            {step: lambda: self.shows_counts(names, counts)},
+            STORE_TIMEOUT,
+            sent,
+            say=False,
+        )
+        forwarded = sum(a.stored_by != self.id_of(a.sent_to) for a in stored)
+        self.passed(
+            step,
+            held[step] - sent,
+            "the first POST",
+            [
+                f"{DOCUMENTS:,} POSTs to random nodes in {fmt(sending)}; {forwarded} "
+                "were forwarded to the key's owner, and every one was stored by it",
+                f"each node's status says it stores: {spread(counts, self.label)}",
+            ],
+        )
+        return {key: owner for key, owner in owners.items() if owner is not None}
+
+    def hand_over(
+        self,
+        names: Sequence[str],
+        newcomer: str,
+        before: Mapping[str, str],
+        since: float,
+    ) -> tuple[dict[str, str], list[str]]:
+        """Step 4's second half: the newcomer takes its keys, each from its owner,
+        with the documents; the owners now, and what to say."""
+        step = STEPS[3]
+        self.wait(
+            f"the nodes spread keys over {newcomer} too",
+            {step: lambda: self.owners_are(names)},
+            HANDOFF_TIMEOUT,
+            since,
+            say=False,
+        )
+        client = self.client(names)
+        after = self.owners_now(step, client)
+        new_id = self.id_of(newcomer)
+        moved = [key for key in self.keys if after[key] != before[key]]
+        astray = [key for key in moved if after[key] != new_id]
+        if astray:
+            raise StepFailed(
+                step,
+                f"{len(astray)} keys moved between the nodes that were there, "
+                f"e.g. {astray[0]} from {self.label(before[astray[0]])} to "
+                f"{self.label(after[astray[0]])}",
+            )
+        counts = Counter(after.values())
+        held = self.wait(
+            f"the others hand {newcomer} its documents",
+            {step: lambda: self.shows_counts(names, counts)},
+            HANDOFF_TIMEOUT,
+            since,
+            say=False,
+        )
+        self.check_documents(step, client, after, set(self.keys))
+        given = Counter(before[key] for key in moved)
+        return after, [
+            f"{newcomer} took {len(moved)} keys, each from its owner "
+            f"({spread(given, self.label)}), and their documents "
+            f"{fmt(held[step] - since)} after spawn; no key moved between the others",
+            f"each node's status says it stores: {spread(counts, self.label)}",
+        ]
+
+    def keys_move(
+        self,
+        names: Sequence[str],
+        victim: str,
+        victim_id: str,
+        before: Mapping[str, str],
+        killed: float,
+    ) -> None:
+        """Step 6: the killed node's keys, and no other, move to the others."""
+        step = STEPS[5]
+        held = self.wait(
+            f"waiting for {victim}'s registry record to expire",
+            {step: lambda: self.owners_are(names)},
+            REOWN_TIMEOUT,
+            killed,
+        )
+        client = self.client(names)
+        after = self.owners_now(step, client)
+        theirs = [key for key in self.keys if before[key] == victim_id]
+        moved = [key for key in self.keys if after[key] != before[key]]
+        if moved != theirs:
+            others = [key for key in moved if before[key] != victim_id]
+            raise StepFailed(
+                step,
+                f"{len(moved)} keys moved, {len(others)} of them not {victim}'s"
+                if others
+                else f"{len(theirs) - len(moved)} of {victim}'s keys did not move",
+            )
+        lost = self.check_documents(step, client, after, set(self.keys) - set(moved))
+        if lost != set(moved):
+            raise StepFailed(
+                step, f"{len(lost)} documents are missing, {len(moved)} keys moved"
+            )
+        stored = self.in_background(
+            step, "sending the lost documents again", lambda: client.put_all(theirs)
+        )
+        wrong = [a for a in stored if a.stored_by != after[a.key]]
+        if wrong:
+            raise StepFailed(
+                step, f"{len(wrong)} documents were not stored by their new owner"
+            )
+        counts = Counter(after.values())
+        self.wait(
+            "the nodes count their documents",
+            {step: lambda: self.shows_counts(names, counts)},
+            STORE_TIMEOUT,
+            killed,
+            say=False,
+        )
+        kept = DOCUMENTS - len(moved)
+        self.passed(
+            step,
+            held[step] - killed,
+            "SIGKILL",
+            [
+                f"{victim}'s record expired from the registry: its {len(moved)} keys "
+                f"moved ({spread(Counter(after[k] for k in moved), self.label)}); "
+                f"none of the other {kept} did",
+                f"those {kept} documents still answer from the node that stored "
+                f"them; {victim}'s {len(moved)} were only in its memory: sent again, "
+                "each is stored by its new owner",
+                f"each node's status says it stores: {spread(counts, self.label)}",
+            ],
+        )
+
+    def owners_now(self, step: str, client: Client) -> dict[str, str]:
+        """The owner of every key, each asked of a random node (all must know)."""
+        owners = self.in_background(
+            step, "asking who owns each key", lambda: client.owners(self.keys)
+        )
+        unowned = [key for key, owner in owners.items() if owner is None]
+        if unowned:
+            raise StepFailed(step, f"{len(unowned)} keys have no owner")
+        return {key: owner for key, owner in owners.items() if owner is not None}
+
+    def check_documents(
+        self,
+        step: str,
+        client: Client,
+        owners: Mapping[str, str],
+        expected: set[str],
+    ) -> set[str]:
+        """C{docs.get} of every key from random nodes: each answered by its owner,
+        every expected one found; the keys whose documents are missing."""
+        looked = self.in_background(
+            step, "reading every document", lambda: client.get_all(self.keys)
+        )
+        wrong = [a for a in looked if a.owner != owners[a.key]]
+        if wrong:
+            raise StepFailed(
+                step,
+                f"{len(wrong)} documents were read from another node than their "
+                f"owner, e.g. {wrong[0].key} from {self.label(wrong[0].owner)}",
+            )
+        missing = {a.key for a in looked if not a.found}
+        if missing & expected:
+            raise StepFailed(
+                step,
+                f"{len(missing & expected)} documents are missing, "
+                f"e.g. {sorted(missing & expected)[0]}",
+            )
+        return missing
 
     # -- running it ----------------------------------------------------------------
 
@@ -665,7 +980,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python demo/cluster_demo.py",
         description=(
             "Start minietcd and three twistednode cluster nodes on 127.0.0.1 and "
-            "show election, join, failover and a clean leave, with measured times."
+            "show election, 1,000 documents stored by their keys' owners, a join, "
+            "failover (only the killed node's keys move) and a clean leave, with "
+            "measured times."
         ),
     )
     parser.add_argument(

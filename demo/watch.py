@@ -34,6 +34,10 @@ class NodeView:
     @ivar received: C{time.monotonic()} here when the document arrived.
     @ivar election: its election's mode, C{"lease"} or C{"node-discover"}.
     @ivar epoch: under the lease, the master's fencing epoch as it knows it.
+    @ivar owners: the ids its ownership view spreads keys over.
+    @ivar documents: what its advertisement says it stores (L{demo.docstore}), if
+        it says.
+    @ivar handoff: how many documents it still has to hand on to their new owner.
     """
 
     id: str
@@ -47,6 +51,9 @@ class NodeView:
     received: float
     election: str = "node-discover"
     epoch: int | None = None
+    owners: frozenset[str] = frozenset()
+    documents: int | None = None
+    handoff: int = 0
 
     @classmethod
     def parse(cls, document: Any, received: float) -> NodeView:
@@ -58,6 +65,9 @@ class NodeView:
             registry = document.get("registry") or {}
             election = document.get("election") or {}
             epoch = election.get("masterEpoch")
+            ownership = document.get("ownership") or {}
+            shown = me.get("advertisement")
+            shown = shown if isinstance(shown, dict) else {}
             view = cls(
                 id=str(me["id"]),
                 is_master=me["isMaster"] is True,
@@ -70,10 +80,20 @@ class NodeView:
                 received=received,
                 election=str(election.get("mode", "node-discover")),
                 epoch=epoch if isinstance(epoch, int) else None,
+                owners=frozenset(str(o["id"]) for o in ownership.get("owners", ())),
+                documents=_count(shown.get("documents")),
+                handoff=_count(shown.get("handoff")) or 0,
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not a status document: {e!r}") from e
         return view
+
+
+def _count(value: object) -> int | None:
+    """A count from an advertisement: a non-negative int, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def agreed_master(views: Sequence[NodeView]) -> str | None:

@@ -35,8 +35,10 @@ DEMO = ROOT / "demo" / "cluster_demo.py"
 STEPS = (
     ("the cluster forms", "spawn"),
     ("one master is elected", "spawn"),
+    ("1,000 documents are stored by their owners", "the first POST"),
     ("a fourth node joins", "spawn"),
     ("the master is killed, a new one is elected", "SIGKILL"),
+    ("only the killed master's keys move", "SIGKILL"),
     ("a node stops cleanly, the others see it leave", "SIGTERM"),
 )
 
@@ -66,6 +68,11 @@ def step_times(output: str) -> list[float]:
         value = float(match.group(1))
         times.append(value / 1000 if match.group(2) == "ms" else value)
     return times
+
+
+def stored_counts(line: str) -> dict[str, int]:
+    """The per-node counts of an "each node's status says it stores" line."""
+    return {name: int(n) for name, n in re.findall(r"(node-\d) (\d+)", line)}
 
 
 def started(output: str) -> dict[str, int]:
@@ -140,7 +147,7 @@ class DemoStoryTests(SynchronousTestCase):
         output = result.stdout.decode("utf-8", "replace")
         errors = result.stderr.decode("utf-8", "replace")
         self.assertEqual(result.returncode, 0, output + errors)
-        self.assertIn("All 5 steps held.", output)
+        self.assertIn("All 7 steps held.", output)
         self.assertNotIn("\x1b[", output)
         return output
 
@@ -149,9 +156,12 @@ class DemoStoryTests(SynchronousTestCase):
         times = step_times(output)
         # A crashed master cannot be timed out before its silence exceeded the
         # node timeout (2 s) less one hello interval (1 s).
-        self.assertGreaterEqual(times[3], 1.0, output)
+        self.assertGreaterEqual(times[4], 1.0, output)
+        # Its keys move when its registry record expires, after the election.
+        self.assertGreaterEqual(times[5], times[4], output)
         # A clean stop is seen before any timeout could have removed the node.
-        self.assertLess(times[4], 1.0, output)
+        self.assertLess(times[6], 1.0, output)
+        self.assert_documents(output)
         # The registry's lease elects; the new term's fencing epoch is higher.
         self.assertRegex(output, r"the registry's lease elected it, epoch \d+\n")
         failover = re.search(
@@ -174,8 +184,68 @@ class DemoStoryTests(SynchronousTestCase):
         )
         assert_none_left(self, output)
 
+    def assert_documents(self, output: str) -> None:
+        """The numbers of the document steps add up."""
+        counts = [
+            stored_counts(line)
+            for line in re.findall(
+                r"(?m)^     each node's status says it stores: .*$", output
+            )
+        ]
+        self.assertEqual(len(counts), 3, output)
+        stored, joined, after_kill = counts
+        self.assertEqual(sorted(stored), ["node-1", "node-2", "node-3"], output)
+        self.assertEqual(len(joined), 4, output)
+        self.assertEqual(len(after_kill), 3, output)
+        for each in counts:
+            self.assertEqual(sum(each.values()), 1000, output)
+            self.assertTrue(all(n > 0 for n in each.values()), output)
+        self.assertRegex(
+            output,
+            r"1,000 POSTs to random nodes in [0-9.]+ m?s; \d+ were forwarded to the "
+            r"key's owner, and every one was stored by it\n",
+        )
+        # node-4's keys came from the three, and only the keys it took moved.
+        took = re.search(
+            r"node-4 took (\d+) keys, each from its owner \(([^)]*)\), and their "
+            r"documents [0-9.]+ m?s after spawn; no key moved between the others\n",
+            output,
+        )
+        self.assertIsNotNone(took, output)
+        assert took is not None
+        given = stored_counts(took.group(2))
+        self.assertEqual(int(took.group(1)), joined["node-4"], output)
+        self.assertEqual(sum(given.values()), joined["node-4"], output)
+        for name, n in given.items():
+            self.assertEqual(stored[name] - n, joined[name], output)
+        # The killed master's keys, and no other, went to the others.
+        moved = re.search(
+            r"(node-\d)'s record expired from the registry: its (\d+) keys moved "
+            r"\(([^)]*)\); none of the other (\d+) did\n",
+            output,
+        )
+        self.assertIsNotNone(moved, output)
+        assert moved is not None
+        victim, count = moved.group(1), int(moved.group(2))
+        self.assertEqual(count, joined[victim], output)
+        self.assertEqual(count + int(moved.group(4)), 1000, output)
+        to = stored_counts(moved.group(3))
+        self.assertNotIn(victim, to, output)
+        self.assertEqual(sum(to.values()), count, output)
+        for name, n in to.items():
+            self.assertEqual(joined[name] + n, after_kill[name], output)
+        self.assertIn(
+            f"those {1000 - count} documents still answer from the node that stored "
+            f"them; {victim}'s {count} were only in its memory: sent again, each is "
+            "stored by its new owner",
+            output,
+        )
+        self.assertRegex(
+            output, r"its \d+ documents went with it: the store keeps one copy"
+        )
+
     def test_story_with_minietcd(self) -> None:
-        """With the bundled minietcd, all five steps hold and nothing is left."""
+        """With the bundled minietcd, all seven steps hold and nothing is left."""
         output = self.run_story()
         self.assert_story(output, ["minietcd", "node-1", "node-2", "node-3", "node-4"])
         self.assertRegex(output, r"started minietcd: pid \d+, http://127\.0\.0\.1:\d+")
@@ -245,7 +315,7 @@ class DemoCleanupTests(SynchronousTestCase):
         """Interactive mode stays up after the story; Ctrl-C ends it and them."""
         demo = self.start()
         output = demo.wait_for(r"^The cluster keeps running", timeout=STORY_TIMEOUT)
-        self.assertIn("All 5 steps held.", output)
+        self.assertIn("All 7 steps held.", output)
         time.sleep(0.5)
         self.assertIsNone(demo.process.poll(), "the demo did not stay up")
         demo.process.send_signal(signal.SIGINT)

@@ -213,10 +213,18 @@ class MiniEtcdLeaseTests(LeaseElectionMixin, TestCase):
         # The heaviest node may well take the key again at once: a new term.
         await eventually(new_term, "a new term", 5)
         self.assertIn(("demotion", master.id, old), self.events)
-        self.assertEqual(self.both, [])
+        new = self.agreed()
+        assert new is not None and new.leadership.epoch is not None
+        # No lease covers a key deleted under its master (lease.py's docstring):
+        # until its watch tells it, the old master may still say it leads, and the
+        # fence is what refuses it.
+        fence = EpochFence()
+        fence.admit(new.leadership.epoch)
+        self.assertRaises(StaleEpoch, fence.admit, old)
 
     def test_deleted_key_ends_the_term(self) -> Deferred[None]:
-        """A master key deleted by hand: its master steps down, a new term begins."""
+        """A master key deleted by hand: its master steps down, a new term begins
+        with a higher epoch, which a fence prefers to the old one."""
         return Deferred.fromCoroutine(self._deleted_key())
 
 
