@@ -252,6 +252,10 @@ class ClusterNode(MultiService):
     _transport_service: TransportService | None = field(default=None, init=False)
     _transport_client: TransportClient | None = field(default=None, init=False)
     _transport_url: str | None = field(default=None, init=False)
+    _own_listed: bool = field(default=False, init=False)
+    _listed_index: int = field(default=0, init=False)
+    #: The peers' records as the registry announced them (peer_added and after).
+    _listed_records: dict[str, MemberRecord] = field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -653,7 +657,7 @@ class ClusterNode(MultiService):
         if member_id == self.node_id:
             return self._transport_url
         if self._registry is not None:
-            record = self._registry.peers.get(member_id)
+            record = self._listed_records.get(member_id)
             if record is not None and record.transport is not None:
                 return record.transport
         member = self._membership.member(member_id)
@@ -675,9 +679,12 @@ class ClusterNode(MultiService):
 
     def _candidates(self) -> list[Candidate]:
         if self._registry is not None:
-            records = list(self._registry.peers.values())
+            records = list(self._listed_records.values())
             own = self._registry.record
-            if own is not None and self._registry.own_index is not None:
+            # Our record as the view holds it (view_changed's own_index), not the
+            # write's confirmation: the view may show it first, and only a view
+            # change refreshes the ownership.
+            if own is not None and self._own_listed:
                 records.append(own)
             return [Candidate(r.id, r.capacity) for r in records if not r.client]
         candidates = [
@@ -695,7 +702,7 @@ class ClusterNode(MultiService):
         if candidates == old.candidates:
             return
         if self._registry is not None:
-            version = self._registry.view_index
+            version = self._listed_index
         else:
             self._ownership_changes += 1
             version = self._ownership_changes
@@ -931,6 +938,7 @@ class ClusterNode(MultiService):
     # -- what the registry tells us (RegistryListener) -----------------------------
 
     def peer_added(self, record: MemberRecord, created_index: int) -> None:
+        self._listed_records[record.id] = record
         destination = (record.address, record.port)
         self._registry_peers[record.id] = destination
         self._hello.add_destination(*destination, source="registry")
@@ -938,6 +946,7 @@ class ClusterNode(MultiService):
         self._changed()
 
     def peer_changed(self, record: MemberRecord) -> None:
+        self._listed_records[record.id] = record
         old = self._registry_peers.get(record.id)
         new = (record.address, record.port)
         if old == new:
@@ -949,6 +958,7 @@ class ClusterNode(MultiService):
         self._hello.hello_to(new)
 
     def peer_removed(self, record_id: str, reason: RemovalReason) -> None:
+        self._listed_records.pop(record_id, None)
         destination = self._registry_peers.pop(record_id, None)
         if destination is not None:
             self._hello.remove_destination(*destination, source="registry")
@@ -966,6 +976,8 @@ class ClusterNode(MultiService):
             for member_id, r in records.items()
             if member_id in members
         }
+        self._own_listed = own_index is not None
+        self._listed_index = view_index
         self._hello.registry_view(members, view_index, own_index, clients, peers)
         self._refresh_ownership()
 

@@ -45,6 +45,8 @@ CONNECT_TIMEOUT: Final = 2.0
 #: Seconds an idle pooled connection is kept (the server closes one idle for
 #: twistednode.transport.server.IDLE_LIMIT).
 POOL_IDLE: Final = 20
+#: Idle connections kept per peer (calls in flight to one owner reuse them).
+POOL_PER_HOST: Final = 32
 PUBLISH_TIMEOUT: Final = 10.0
 
 
@@ -103,6 +105,9 @@ class TransportClient:
             # Well before the server's idle limit, so a pooled
             # connection is never one the server is closing.
             self._pool.cachedConnectionTimeout = POOL_IDLE
+            # Twisted keeps 2 idle connections per host: a burst of answers would
+            # close the rest, and the next burst open them again.
+            self._pool.maxPersistentPerHost = POOL_PER_HOST
         return self.http
 
     def _post(
