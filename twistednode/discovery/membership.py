@@ -562,14 +562,20 @@ class Membership:
     def next_deadline(self, now: float) -> float | None:
         """The earliest time from C{now} on at which L{tick} may change something.
 
-        A member times out just after its last hello plus its limit; the election
-        phases begin C{early_delay} and C{check_interval} after the bind; a masters
-        conflict becomes reportable C{master_timeout} after it began. A tick at any
-        other time finds nothing to do, so the adapter may sleep until then (and a
-        removal then happens at its deadline, not up to one check period later).
-        Everything else that changes the outcome (hellos, goodbyes, registry views)
-        re-runs the election itself.
+        The earlier of L{next_phase} and L{next_timeout}. A tick at any other time
+        finds nothing to do, so the adapter may sleep until then. Everything else
+        that changes the outcome (hellos, goodbyes, registry views) re-runs the
+        election itself.
         """
+        due = [
+            t for t in (self.next_phase(now), self.next_timeout(now)) if t is not None
+        ]
+        return min(due) if due else None
+
+    def next_phase(self, now: float) -> float | None:
+        """The next election phase from C{now} on: C{early_delay} and
+        C{check_interval} after the bind (and the listing wait), or the moment a
+        masters conflict becomes reportable, C{master_timeout} after it began."""
         settings = self.settings
         times = [
             self.started_at + settings.early_delay,
@@ -578,13 +584,21 @@ class Membership:
         if not self.listed:
             assert self.listing_wait is not None
             times.append(self.started_at + self.listing_wait)
-        for record in self._records.values():
-            limit = (
-                settings.master_timeout if record.is_master else settings.node_timeout
-            )
-            times.append(record.last_seen + limit)
         if self._conflict_since is not None and not self._conflict_reported:
             times.append(self._conflict_since + settings.master_timeout)
+        due = [t for t in times if t >= now]
+        return min(due) if due else None
+
+    def next_timeout(self, now: float) -> float | None:
+        """The first member timeout from C{now} on: just after a member's last
+        hello plus its limit (C{master_timeout} for a master, else
+        C{node_timeout})."""
+        settings = self.settings
+        times = [
+            record.last_seen
+            + (settings.master_timeout if record.is_master else settings.node_timeout)
+            for record in self._records.values()
+        ]
         due = [t for t in times if t >= now]  # a timeout at now is due just after
         return min(due) if due else None
 

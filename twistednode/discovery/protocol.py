@@ -16,6 +16,7 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, cast
@@ -126,6 +127,7 @@ class HelloProtocol(DatagramProtocol):
     _channels: dict[str, Handler] = field(factory=dict, init=False)
     _loops: list[LoopingCall] = field(factory=list, init=False)
     _check_call: IDelayedCall | None = field(default=None, init=False)
+    _beat_call: IDelayedCall | None = field(default=None, init=False)
     _running: bool = field(default=False, init=False)
     _last_check: float = field(default=0.0, init=False)
     _check_due: float = field(default=0.0, init=False)
@@ -152,16 +154,34 @@ class HelloProtocol(DatagramProtocol):
         self._running = True
         self._last_check = self.clock.seconds()
         self._hello_all()
-        settings = self.membership.settings
-        for interval, call in (
-            (settings.hello_interval, self._hello_all),
-            (self.resolve_interval, self._resolve_all),
-        ):
-            loop = LoopingCall(self._guarded, call)
-            loop.clock = self.clock
-            loop.start(interval, now=False)
-            self._loops.append(loop)
+        resolve = LoopingCall(self._guarded, self._resolve_all)
+        resolve.clock = self.clock
+        resolve.start(self.resolve_interval, now=False)
+        self._loops.append(resolve)
+        self._beat_call = self.clock.callLater(
+            self.next_beat(self.clock.seconds()) - self.clock.seconds(),
+            self._start_beat,
+        )
         self._schedule_check()
+
+    def next_beat(self, now: float) -> float:
+        """The first beat after C{now}: the multiples of helloInterval on the
+        clock (the wall clock), the same instants on every node of the cluster."""
+        interval = self.membership.settings.hello_interval
+        return (math.floor(now / interval) + 1) * interval
+
+    def beat_at_or_after(self, when: float) -> float:
+        """C{when} if it is a beat (within CHECK_SLACK), else the next beat."""
+        interval = self.membership.settings.hello_interval
+        beat = math.ceil(when / interval) * interval
+        return when if beat - when <= CHECK_SLACK else beat
+
+    def _start_beat(self) -> None:
+        self._beat_call = None
+        loop = LoopingCall(self._guarded, self._hello_all)
+        loop.clock = self.clock
+        loop.start(self.membership.settings.hello_interval, now=True)
+        self._loops.append(loop)
 
     def stopProtocol(self) -> None:
         """Unbound: stop the loops."""
@@ -170,22 +190,37 @@ class HelloProtocol(DatagramProtocol):
             if loop.running:
                 loop.stop()
         self._loops.clear()
+        if self._beat_call is not None and self._beat_call.active():
+            self._beat_call.cancel()
+        self._beat_call = None
         if self._check_call is not None and self._check_call.active():
             self._check_call.cancel()
         self._check_call = None
 
     def _schedule_check(self) -> None:
-        """Sleep until the membership's next deadline, or one checkInterval after the
-        last check (node-discover's cadence, so slow conditions such as a masters
-        conflict are still seen)."""
+        """Sleep until the next check: on the beat (L{next_beat}) at or after a
+        member's timeout or one checkInterval after the last check
+        (node-discover's cadence, so slow conditions such as a masters conflict
+        are still seen), or at an election phase's exact time.
+
+        Checks that wait for the beat run in the same reactor turn as the hellos
+        sent on it, so an idle node wakes once per helloInterval to send and check
+        however large the cluster, and a silent member is removed within its
+        timeout plus one helloInterval.
+        """
         if not self._running:
             return
         now = self.clock.seconds()
-        when = self._last_check + self.membership.settings.check_interval
+        membership = self.membership
+        when = self._last_check + membership.settings.check_interval
         # Deadlines since the last check are still due, even if already past.
-        deadline = self.membership.next_deadline(self._last_check)
-        if deadline is not None:
-            when = min(when, deadline + CHECK_SLACK)
+        timeout = membership.next_timeout(self._last_check)
+        if timeout is not None:
+            when = min(when, timeout + CHECK_SLACK)
+        when = self.beat_at_or_after(when)
+        phase = membership.next_phase(self._last_check)
+        if phase is not None:
+            when = min(when, phase + CHECK_SLACK)
         self._check_due = max(when, now)
         call = self._check_call
         if call is not None and call.active():
