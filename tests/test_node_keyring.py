@@ -7,6 +7,7 @@ import base64
 import os
 from typing import Any
 
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness.fakes import MemoryUDPReactor
@@ -182,3 +183,14 @@ class KeyringArgumentTests(SynchronousTestCase):
         """A keyless node cannot start sealing halfway (its peers would drop it)."""
         node = self.make()
         self.assertRaises(ValueError, node.set_keyring, Keyring((OLD,)))
+
+    def test_legacy_key_warns_that_it_is_not_security(self) -> None:
+        """A node made with node-discover's key says, once, what it is not."""
+        with capturedLogs() as logs:
+            self.make(settings={"key": "secret"})
+        warned = [e for e in logs if e.get("legacy_key")]
+        self.assertEqual(len(warned), 1)
+        self.assertEqual(warned[0]["log_level"], LogLevel.warn)
+        text = formatEvent(warned[0])
+        self.assertIn("not security", text)
+        self.assertIn("Node.js 22", text)

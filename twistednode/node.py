@@ -290,6 +290,14 @@ class ClusterNode(MultiService):
         self._sealer = self._make_sealer()
         if self._sealer is not None and key is not None:
             raise ValueError("a keyring and the legacy key cannot be used together")
+        if key is not None:
+            self.log.warn(
+                "the legacy key is not security (node-discover's createCipher: an MD5 "
+                "key, a static IV, no integrity: anyone can forge or replay hellos), "
+                "and node-discover on Node.js 22 or later cannot use it; use a "
+                "cluster key file instead",
+                legacy_key=True,
+            )
         self._hello = HelloProtocol(
             membership=self._membership,
             clock=self.reactor,
