@@ -7,12 +7,13 @@ from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.discovery.test_protocol import IID, SETTINGS, peer_hello
 from twistednode.discovery.events import Removed
 from twistednode.discovery.membership import Membership
-from twistednode.discovery.protocol import HelloProtocol
+from twistednode.discovery.protocol import DROP_LOG_EVERY, HelloProtocol
 
 START = 1_000.37
 PEERS = [(f"10.0.0.{i}", 12345) for i in range(2, 32)]
@@ -113,3 +114,27 @@ class BeatTests(SynchronousTestCase):
         self.assertEqual(self.proto.beat_at_or_after(1_001.0), 1_001.0)
         self.assertEqual(self.proto.beat_at_or_after(1_000.9995), 1_000.9995)
         self.assertEqual(self.proto.beat_at_or_after(1_001.2), 1_002.0)
+
+
+class DropLogTests(SynchronousTestCase):
+    def test_a_flood_of_bad_datagrams_logs_one_line_per_reason_per_interval(
+        self,
+    ) -> None:
+        """10,000 bad datagrams in a second: every one counted, one debug line;
+        the next line, DROP_LOG_EVERY later, says how many it left out."""
+        clock = Clock()
+        membership = Membership(IID, SETTINGS, started_at=0.0)
+        proto = HelloProtocol(
+            membership=membership, clock=clock, pid="my-pid", host_name="me-host"
+        )
+        proto.makeConnection(FakeDatagramTransport())
+        self.addCleanup(proto.doStop)
+        with capturedLogs() as logs:
+            for _ in range(10_000):
+                proto.datagramReceived(b"not json", ("10.0.0.9", 1))
+            clock.advance(DROP_LOG_EVERY)
+            proto.datagramReceived(b"not json", ("10.0.0.9", 1))
+        lines = [e for e in logs if "dropped a datagram" in e["log_format"]]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[1]["left_out"], 9_999)
+        self.assertEqual(sum(membership.dropped.values()), 10_001)

@@ -61,6 +61,8 @@ CHECK_SLACK = 0.001
 #: it waits one reactor turn, so the hellos queued on the socket are read first.
 #: A wrong guess costs one turn, never a decision.
 PAUSE_LATENESS = 0.25
+#: Seconds between two log lines about dropped datagrams of one reason.
+DROP_LOG_EVERY = 10.0
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 DESTINATION_SOURCES = ("static", "registry")
 
@@ -128,6 +130,7 @@ class HelloProtocol(DatagramProtocol):
     _loops: list[LoopingCall] = field(factory=list, init=False)
     _check_call: IDelayedCall | None = field(default=None, init=False)
     _beat_call: IDelayedCall | None = field(default=None, init=False)
+    _drops_logged: dict[str, tuple[float, int]] = field(factory=dict, init=False)
     _running: bool = field(default=False, init=False)
     _last_check: float = field(default=0.0, init=False)
     _check_due: float = field(default=0.0, init=False)
@@ -487,6 +490,21 @@ class HelloProtocol(DatagramProtocol):
         """A member's registry record was deleted (L{Membership.peer_left})."""
         self.apply(self.membership.peer_left(self.clock.seconds(), member_id))
 
+    def _log_drop(self, kind: str, format: str, **fields: object) -> None:
+        """A debug line for a dropped datagram: at most one per reason every
+        DROP_LOG_EVERY seconds (a flood must not become a flood of log lines; the
+        counters in /status count every one), saying how many it left out."""
+        now = self.clock.seconds()
+        logged = self._drops_logged.get(kind)
+        if logged is not None and now - logged[0] < DROP_LOG_EVERY:
+            self._drops_logged[kind] = (logged[0], logged[1] + 1)
+            return
+        self._drops_logged[kind] = (now, 0)
+        left_out = 0 if logged is None else logged[1]
+        if left_out:
+            format += " ({left_out} more of these since the last line)"
+        self.log.debug(format, left_out=left_out, **fields)
+
     @property
     def paused_checks(self) -> int:
         """How many checks ran late enough to mean the process had been paused."""
@@ -559,7 +577,8 @@ class HelloProtocol(DatagramProtocol):
                 datagram = opened
             except SealError as e:
                 membership.record_drop("auth")  # unsealed, foreign, forged, replayed
-                self.log.debug(
+                self._log_drop(
+                    "auth",
                     "dropped a datagram from {source}: not sealed for us ({why})",
                     source=source,
                     why=e.reason,
@@ -570,7 +589,8 @@ class HelloProtocol(DatagramProtocol):
             envelope = wire.decode(datagram, self.key)
         except wire.Dropped as e:
             membership.record_drop(e.reason)
-            self.log.debug(
+            self._log_drop(
+                e.reason,
                 "dropped a datagram from {source}: {reason}",
                 source=source,
                 reason=e.reason,
