@@ -13,6 +13,7 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 
 from attrs import define, field
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -58,6 +59,7 @@ class KeyringFile(Service):
     keyring: Keyring = field(init=False)
     _seen: _Signature | None = field(default=None, init=False)
     _loop: LoopingCall | None = field(default=None, init=False)
+    _start_call: IDelayedCall | None = field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._seen = self.signature(self.path)
@@ -65,13 +67,24 @@ class KeyringFile(Service):
 
     def startService(self) -> None:
         super().startService()
+        # On the multiples of the interval on the clock: with the default 1 s,
+        # the same instants as the node's hello beat, so polling costs no wake-up.
+        now = self.clock.seconds()
+        first = (math.floor(now / self.interval) + 1) * self.interval
+        self._start_call = self.clock.callLater(first - now, self._start_loop)
+
+    def _start_loop(self) -> None:
+        self._start_call = None
         loop = LoopingCall(self._poll)
         loop.clock = self.clock
         self._loop = loop
-        loop.start(self.interval, now=False)
+        loop.start(self.interval, now=True)
 
     def stopService(self) -> None:
         super().stopService()
+        if self._start_call is not None and self._start_call.active():
+            self._start_call.cancel()
+        self._start_call = None
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
