@@ -23,7 +23,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "tapkit": frozenset(),
     "minietcd": frozenset({"tapkit"}),
     "twistednode.etcd": frozenset({"tapkit"}),
-    "twistednode.trust": frozenset(),
+    "twistednode.trust": frozenset({"tapkit"}),
     "twistednode.discovery": frozenset({"tapkit", "twistednode.trust"}),
     "twistednode.web": frozenset({"tapkit"}),
     "twistednode.registry": frozenset({"tapkit", "twistednode.etcd"}),

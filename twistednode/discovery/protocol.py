@@ -16,9 +16,9 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
+from functools import partial
 from typing import Any, cast
 
 from attrs import define, field
@@ -26,10 +26,10 @@ from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tapkit.beat import OnTheBeat, beat_after, beat_at_or_after
 from twistednode.discovery import wire
 from twistednode.discovery.legacykey import LegacyKey
 from twistednode.discovery.membership import (
@@ -127,9 +127,9 @@ class HelloProtocol(DatagramProtocol):
     _resolving: set[str] = field(factory=set, init=False)
     _learned: dict[str, Source] = field(factory=dict, init=False)
     _channels: dict[str, Handler] = field(factory=dict, init=False)
-    _loops: list[LoopingCall] = field(factory=list, init=False)
+    _loops: list[OnTheBeat] = field(factory=list, init=False)
     _check_call: IDelayedCall | None = field(default=None, init=False)
-    _beat_call: IDelayedCall | None = field(default=None, init=False)
+    _beat: OnTheBeat | None = field(default=None, init=False)
     _drops_logged: dict[str, tuple[float, int]] = field(factory=dict, init=False)
     _running: bool = field(default=False, init=False)
     _last_check: float = field(default=0.0, init=False)
@@ -157,34 +157,31 @@ class HelloProtocol(DatagramProtocol):
         self._running = True
         self._last_check = self.clock.seconds()
         self._hello_all()
-        resolve = LoopingCall(self._guarded, self._resolve_all)
-        resolve.clock = self.clock
-        resolve.start(self.resolve_interval, now=False)
-        self._loops.append(resolve)
-        self._beat_call = self.clock.callLater(
-            self.next_beat(self.clock.seconds()) - self.clock.seconds(),
-            self._start_beat,
+        resolve = OnTheBeat(
+            self.clock, self.resolve_interval, partial(self._guarded, self._resolve_all)
         )
+        resolve.start()
+        self._loops.append(resolve)
+        # Hellos on the exact multiples of helloInterval (tapkit.beat), where the
+        # checks and the keyring poll are set too: one wake-up for all of them.
+        self._beat = OnTheBeat(
+            self.clock,
+            self.membership.settings.hello_interval,
+            partial(self._guarded, self._hello_all),
+        )
+        self._beat.start()
         self._schedule_check()
 
     def next_beat(self, now: float) -> float:
         """The first beat after C{now}: the multiples of helloInterval on the
         clock (the wall clock), the same instants on every node of the cluster."""
-        interval = self.membership.settings.hello_interval
-        return (math.floor(now / interval) + 1) * interval
+        return beat_after(now, self.membership.settings.hello_interval)
 
     def beat_at_or_after(self, when: float) -> float:
         """C{when} if it is a beat (within CHECK_SLACK), else the next beat."""
-        interval = self.membership.settings.hello_interval
-        beat = math.ceil(when / interval) * interval
-        return when if beat - when <= CHECK_SLACK else beat
-
-    def _start_beat(self) -> None:
-        self._beat_call = None
-        loop = LoopingCall(self._guarded, self._hello_all)
-        loop.clock = self.clock
-        loop.start(self.membership.settings.hello_interval, now=True)
-        self._loops.append(loop)
+        return beat_at_or_after(
+            when, self.membership.settings.hello_interval, CHECK_SLACK
+        )
 
     def stopProtocol(self) -> None:
         """Unbound: stop the loops."""
@@ -193,9 +190,9 @@ class HelloProtocol(DatagramProtocol):
             if loop.running:
                 loop.stop()
         self._loops.clear()
-        if self._beat_call is not None and self._beat_call.active():
-            self._beat_call.cancel()
-        self._beat_call = None
+        if self._beat is not None:
+            self._beat.stop()
+        self._beat = None
         if self._check_call is not None and self._check_call.active():
             self._check_call.cancel()
         self._check_call = None

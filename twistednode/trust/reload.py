@@ -13,7 +13,6 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 from collections.abc import Callable
@@ -22,10 +21,10 @@ from typing import Any
 
 from attrs import define, field
 from twisted.application.service import Service
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from tapkit.beat import OnTheBeat
 from twistednode.trust.keyring import Keyring, KeyringError, read_keyring
 
 #: Seconds between two looks at the keyring file's modification time.
@@ -58,8 +57,7 @@ class KeyringFile(Service):
     signature: Callable[[str], _Signature | None] = _signature
     keyring: Keyring = field(init=False)
     _seen: _Signature | None = field(default=None, init=False)
-    _loop: LoopingCall | None = field(default=None, init=False)
-    _start_call: IDelayedCall | None = field(default=None, init=False)
+    _loop: OnTheBeat | None = field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._seen = self.signature(self.path)
@@ -67,25 +65,15 @@ class KeyringFile(Service):
 
     def startService(self) -> None:
         super().startService()
-        # On the multiples of the interval on the clock: with the default 1 s,
-        # the same instants as the node's hello beat, so polling costs no wake-up.
-        now = self.clock.seconds()
-        first = (math.floor(now / self.interval) + 1) * self.interval
-        self._start_call = self.clock.callLater(first - now, self._start_loop)
-
-    def _start_loop(self) -> None:
-        self._start_call = None
-        loop = LoopingCall(self._poll)
-        loop.clock = self.clock
-        self._loop = loop
-        loop.start(self.interval, now=True)
+        # On the exact multiples of the interval on the clock (tapkit.beat): with
+        # the default 1 s, the same instants as the node's hello beat, so polling
+        # costs no wake-up of its own.
+        self._loop = OnTheBeat(self.clock, self.interval, self._poll)
+        self._loop.start()
 
     def stopService(self) -> None:
         super().stopService()
-        if self._start_call is not None and self._start_call.active():
-            self._start_call.cancel()
-        self._start_call = None
-        if self._loop is not None and self._loop.running:
+        if self._loop is not None:
             self._loop.stop()
         self._loop = None
 
