@@ -132,3 +132,10 @@ class GuardedSiteTests(SynchronousTestCase):
     def test_bad_limits_are_refused(self) -> None:
         for kwargs in ({"max_connections": 0}, {"header_timeout": 0.0}):
             self.assertRaises(ValueError, GuardedSite, Resource(), **kwargs)
+
+    def test_an_idle_site_sets_no_timer(self) -> None:
+        """Twisted's once-a-second log-date timer is never armed: an idle server
+        costs the process no wake-up."""
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(5.0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
