@@ -59,15 +59,32 @@ class Keyring:
     """
 
     keys: tuple[bytes, ...] = field(converter=_unique, validator=_check_keys)
+    #: The keys by id, computed once: every datagram opened looks its key up here.
+    _by_id: dict[bytes, tuple[bytes, ...]] = field(
+        init=False, eq=False, repr=False, hash=False
+    )
+
+    @_by_id.default
+    def _index(self) -> dict[bytes, tuple[bytes, ...]]:
+        by_id: dict[bytes, tuple[bytes, ...]] = {}
+        for key in self.keys:
+            kid = key_id(key)
+            by_id[kid] = (*by_id.get(kid, ()), key)
+        return by_id
 
     @property
     def send_key(self) -> bytes:
         """The key this node seals with."""
         return self.keys[0]
 
+    @property
+    def send_id(self) -> bytes:
+        """The id of L{send_key}."""
+        return next(kid for kid, keys in self._by_id.items() if self.keys[0] in keys)
+
     def candidates(self, wanted: bytes) -> list[bytes]:
         """The keys whose id is C{wanted} (usually one; none for a foreign key)."""
-        return [key for key in self.keys if key_id(key) == wanted]
+        return list(self._by_id.get(wanted, ()))
 
     def ids(self) -> list[str]:
         """The keys' ids in hex, in order: safe to log and show."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from attrs import define, field, frozen
 
-from twistednode.trust.keyring import KEY_ID_SIZE, Keyring, key_id
+from twistednode.trust.keyring import KEY_ID_SIZE, Keyring
 
 if TYPE_CHECKING:  # cryptography loads with the first keyed datagram, not before
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -216,7 +216,7 @@ class Sealer:
         self._counter += 1
         key = self.keyring.send_key
         header = Header(
-            key_id(key), self.boot, self._counter, max(0, round(now * 1000))
+            self.keyring.send_id, self.boot, self._counter, max(0, round(now * 1000))
         ).pack()
         cipher = self._cipher(key, self.boot, keep=True)
         sealed = cipher.encrypt(
