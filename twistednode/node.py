@@ -72,9 +72,12 @@ from twistednode.trust.keyring import Keyring
 from twistednode.trust.seal import Sealer
 
 if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
+
     from twistednode.election.campaign import LeaseCampaign
     from twistednode.etcd.tls import ClientTLS
     from twistednode.etcd.v3 import Credentials
+    from twistednode.metrics.exposition import NodeMetrics
     from twistednode.registry.backends import SelectedBackend
     from twistednode.registry.service import Registry, RemovalReason
     from twistednode.transport.client import TransportClient
@@ -238,6 +241,7 @@ class ClusterNode(MultiService):
     _registry: Registry | None = field(default=None, init=False)
     _backend: SelectedBackend | None = field(default=None, init=False)
     _status: StatusAPI | None = field(default=None, init=False)
+    _metrics: NodeMetrics | None = field(default=None, init=False)
     _observers: dict[EventName, list[Observer]] = field(init=False)
     _registry_peers: dict[str, tuple[str, int]] = field(factory=dict, init=False)
     _static: set[tuple[str, int]] = field(factory=set, init=False)
@@ -361,15 +365,12 @@ class ClusterNode(MultiService):
             from twisted.application.strports import service as stream_service
 
             from tapkit.guardedsite import GuardedSite
-            from twistednode.metrics.exposition import NodeMetrics
             from twistednode.web.status import StatusAPI  # Klein, only when asked for
 
-            requests = None if self._backend is None else self._backend.stats
-            metrics = NodeMetrics(self.status_document, self._hello.stats, requests)
             self._status = StatusAPI(
                 provider=self.status_document,
                 clock=self.reactor,
-                metrics=metrics.render,
+                metrics=self._render_metrics,
                 owner=self._owner_document,
                 route=self.call,
             )
@@ -381,6 +382,18 @@ class ClusterNode(MultiService):
                 reactor=self.reactor,
             )
             stream_service(self.http, site, reactor=self.reactor).setServiceParent(self)
+
+    def _render_metrics(self, request: IRequest) -> bytes:
+        """C{GET /metrics}; prometheus_client and the registry are made on the
+        first scrape, so that a node nobody scrapes never imports them."""
+        if self._metrics is None:
+            from twistednode.metrics.exposition import NodeMetrics
+
+            requests = None if self._backend is None else self._backend.stats
+            self._metrics = NodeMetrics(
+                self.status_document, self._hello.stats, requests
+            )
+        return self._metrics.render(request)
 
     def _make_router(self) -> None:
         Candidate(self.node_id, self.capacity)  # ValueError for a bad capacity

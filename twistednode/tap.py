@@ -418,12 +418,16 @@ class Options(usage.Options):
             if transport.isdigit():  # a bare port: on the UDP socket's interface
                 transport = f"tcp:{transport}:interface={self['udp-interface']}"
             self["transport"] = stream_endpoint("--transport", transport)
-        from twistednode.registry.backends import tls_from_options
+        self["tls"] = None
+        if files != (None, None, None):
+            # Only then: the registry's client (treq, twisted.web.client) is not
+            # what a node on static peers should pay for at every start.
+            from twistednode.registry.backends import tls_from_options
 
-        try:
-            self["tls"] = tls_from_options(*files)
-        except (OSError, ValueError) as e:
-            raise usage.UsageError(f"etcd TLS: {e}") from None
+            try:
+                self["tls"] = tls_from_options(*files)
+            except (OSError, ValueError) as e:
+                raise usage.UsageError(f"etcd TLS: {e}") from None
         self["auth"] = self._credentials()
 
     def _check_election(self) -> None:
