@@ -262,13 +262,15 @@ class StatusStream:
         self._thread.start()
 
     def _read(self) -> None:
-        assert self._sock is not None
+        # Our own reference: close() sets self._sock to None from another thread.
+        sock = self._sock
+        assert sock is not None
         buffer = b""
         header_done = False
         first = True
         try:
             while True:
-                chunk = self._sock.recv(65536)
+                chunk = sock.recv(65536)
                 if not chunk:
                     return
                 buffer += chunk
