@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from itertools import count
 
 from attrs import evolve
@@ -767,31 +766,3 @@ class NextDeadlineTests(SynchronousTestCase):
         m = node(settings)
         m.hello_received(103.0, hello("a", master=True), SRC)
         self.assertEqual(m.next_deadline(103.0), 106.0)
-
-    def test_next_timeout_is_every_members_earliest_deadline(self) -> None:
-        """After any mix of hellos, masters, removals and returns, next_timeout is
-        the earliest last hello + limit from C{now} on, as a pass over the table
-        would find it (it keeps a heap instead, asked after every hello)."""
-        settings = make_settings(
-            epoch_ms=1732629600000, weight=0.0, node_timeout=2.0, master_timeout=3.0
-        )
-        rng = random.Random(14)
-        m = node(settings)
-        ids = [f"n{i:02d}" for i in range(12)]
-        now = 101.0
-        for step in range(3000):
-            now += rng.choice((0.0, 0.001, 0.05, 0.3, 1.1))
-            iid = rng.choice(ids)
-            if rng.random() < 0.9:
-                m.hello_received(now, hello(iid, master=rng.random() < 0.2), SRC)
-            else:
-                m.tick(now)
-            since = now - rng.choice((0.0, 0.5, 3.0))
-            expected = [
-                member.last_seen + (2.0 if not member.is_master else 3.0)
-                for member in m.members
-            ]
-            due = [t for t in expected if t >= since]
-            self.assertEqual(
-                m.next_timeout(since), min(due) if due else None, f"step {step}"
-            )

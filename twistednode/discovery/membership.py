@@ -86,7 +86,6 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 from collections import Counter
@@ -224,11 +223,6 @@ class Membership:
     #: from a new boot of that id (a restart) clears it.
     replay_window: float = 0.0
     _records: dict[str, _Record] = field(factory=dict, init=False)
-    #: (deadline, id) pushed at every hello: a lazy heap of member timeouts, so
-    #: that the next one is found without a pass over the table (L{next_timeout},
-    #: asked after every hello received). Entries whose record is gone or has a
-    #: later deadline are stale and dropped when they reach the top.
-    _deadlines: list[tuple[float, str]] = field(factory=list, init=False)
     _is_master: bool = field(default=False, init=False)
     _eligible: bool = field(default=True, init=False)
     _advertisement: object = field(default=_UNSET, init=False)
@@ -449,7 +443,6 @@ class Membership:
         record.last_seen = now
         if incoming is not None and incoming.seq is not None:
             record.seq = incoming.seq
-        self._push_deadline(record)
         member = record.member()
         events: list[Event] = []
         if is_new:
@@ -600,33 +593,14 @@ class Membership:
         """The first member timeout from C{now} on: just after a member's last
         hello plus its limit (C{master_timeout} for a master, else
         C{node_timeout})."""
-        heap = self._deadlines
-        records = self._records
-        while heap:
-            deadline, member_id = heap[0]
-            record = records.get(member_id)
-            if record is None or self._deadline_of(record) != deadline:
-                heapq.heappop(heap)  # stale: removed, or heard from since
-                continue
-            if deadline >= now:  # a timeout at now is due just after
-                return deadline
-            break  # an overdue member the check has not removed yet: look past it
-        else:
-            return None
-        due = [t for t in map(self._deadline_of, records.values()) if t >= now]
-        return min(due) if due else None
-
-    def _deadline_of(self, record: _Record) -> float:
         settings = self.settings
-        limit = settings.master_timeout if record.is_master else settings.node_timeout
-        return record.last_seen + limit
-
-    def _push_deadline(self, record: _Record) -> None:
-        heap = self._deadlines
-        if len(heap) > 4 * len(self._records) + 64:  # mostly stale: start afresh
-            heap[:] = [(self._deadline_of(r), r.id) for r in self._records.values()]
-            heapq.heapify(heap)
-        heapq.heappush(heap, (self._deadline_of(record), record.id))
+        times = [
+            record.last_seen
+            + (settings.master_timeout if record.is_master else settings.node_timeout)
+            for record in self._records.values()
+        ]
+        due = [t for t in times if t >= now]  # a timeout at now is due just after
+        return min(due) if due else None
 
     def tick(self, now: float) -> list[Event]:
         """One run of the check loop: removal, then demotion or promotion."""
