@@ -116,9 +116,12 @@ class RegistryBehaviourMixin:
         await eventually(lambda: a.stats.recreations == 1, "A re-creates its record")
         await eventually(lambda: A in b.peers, "B sees A again")
         self.assertGreater(a.own_index, first)  # type: ignore[attr-defined]
-        self.assertEqual(  # type: ignore[attr-defined]
+        # B's watch shows the deletion and the new record, unless it was between
+        # two watches (re-listing after a quiet timeout) while both happened: then
+        # its listing has A all along. Either way it ends up listing A.
+        self.assertIn(  # type: ignore[attr-defined]
             [e[:2] for e in heard_by_b.events],
-            [("added", A), ("removed", A), ("added", A)],
+            ([("added", A), ("removed", A), ("added", A)], [("added", A)]),
         )
         listing = await self.backend().list(self.directory)
         self.assertEqual(sorted(e.name for e in listing.entries), sorted([A, B]))  # type: ignore[attr-defined]
