@@ -73,6 +73,7 @@ from benchmarks.clusternode_procs import (
 )
 from benchmarks.longpoll_fanout import _Response
 from benchmarks.procstats import cpu_seconds
+from benchmarks.report import write_json
 from tests.harness.servers import MiniEtcdProcess
 
 #: The goal of issue 13: what forwarding may add at p99 (ms).
@@ -735,11 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "took_s": took,
             **{k: v for k, v in result.items() if k != "profile"},
         }
-        if args.json == "-":
-            json.dump(document, sys.stdout, indent=1)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(document, f, indent=1)
+        write_json(document, args.json)
     return 0 if ok else 1
 
 

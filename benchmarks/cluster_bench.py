@@ -61,7 +61,6 @@ raw numbers (``-`` writes the JSON to stdout and the tables to stderr).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -95,6 +94,7 @@ from benchmarks.nodediscover_baseline import (
     now_ms,
 )
 from benchmarks.procstats import ProcSample, sample
+from benchmarks.report import write_json
 from tests.harness.nodediscover import (
     NodeDiscoverPeer,
     free_udp_port,
@@ -783,12 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         etcd.stop()
     result["meta"]["load_after"] = _load()
     print(f"\nload average after: {result['meta']['load_after']}", file=out)
-    if args.json == "-":
-        json.dump(result, sys.stdout, indent=1)
-        print()
-    elif args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+    if args.json:
+        write_json(result, args.json)
     return 0
 
 

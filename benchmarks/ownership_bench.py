@@ -58,6 +58,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from benchmarks.report import write_json
+
 #: The anchor, as pip is asked for it.
 TOOZ_SPEC = "tooz==9.1.0"
 #: Where the anchor's venv goes unless --tooz-venv says otherwise.
@@ -396,11 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": columns,
             "verdicts": verdicts,
         }
-        if args.json == "-":
-            json.dump(document, sys.stdout, indent=1)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(document, f, indent=1)
+        write_json(document, args.json)
     return 0 if all(verdicts["twistednode"].values()) else 1
 
 

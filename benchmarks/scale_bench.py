@@ -94,6 +94,7 @@ from benchmarks.clusternode_procs import (
 )
 from benchmarks.nodediscover_baseline import first_event, mesh_time
 from benchmarks.procstats import sample
+from benchmarks.report import write_json
 from tests.harness.nodediscover import (
     NodeDiscoverPeer,
     free_udp_port,
@@ -773,12 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + f"; took {meta['took_s']} s",
         file=out,
     )
-    if args.json == "-":
-        json.dump(result, sys.stdout, indent=1)
-        print()
-    elif args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+    if args.json:
+        write_json(result, args.json)
     return 0
 
 
