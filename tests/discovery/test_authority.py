@@ -200,6 +200,36 @@ class RemovedStaysRemovedTests(SynchronousTestCase):
         m.hello_received(NOW + 0.2, hello(A, seq=1, weight=5.0), HOME)
         self.assertEqual([x.weight for x in m.members], [5.0])
 
+    def test_restart_seen_as_gone_then_back_resets_the_sequence(self) -> None:
+        """A restart that a re-listing saw as "record gone, then a new one" (the
+        deletion itself missed while the watch was down) counts anew: its hellos
+        from seq 1 are heard, and a timeout of the old process's entry cannot
+        leave a tombstone that refuses the new one."""
+        m = node()
+        listed(m, peer=PEER)
+        m.hello_received(NOW, hello(A, seq=50), HOME)
+        listed(m, NOW + 0.5)  # the listing after the outage: A's record is gone
+        self.assertEqual(ids(m), [A])  # retained while its hellos may go on
+        restarted = ListedPeer("10.0.0.5", 12345, (17, 2.0))
+        listed(m, NOW + 1.0, peer=restarted)  # its new record
+        m.hello_received(NOW + 1.1, hello(A, seq=1, weight=5.0), HOME)
+        self.assertEqual([x.weight for x in m.members], [5.0])
+        self.assertEqual(m.dropped["stale-seq"], 0)
+
+    def test_restart_back_after_its_entry_timed_out_is_heard(self) -> None:
+        """The same, when the old entry times out before the new process's first
+        hello: the new record frees the id."""
+        m = node()
+        listed(m, peer=PEER)
+        m.hello_received(NOW, hello(A, seq=50, master=True), HOME)
+        listed(m, NOW + 0.5)
+        listed(m, NOW + 1.0, peer=ListedPeer("10.0.0.5", 12345, (17, 2.0)))
+        later = NOW + SETTINGS.master_timeout + 0.01
+        m.tick(later)
+        self.assertEqual(ids(m), [])
+        m.hello_received(later, hello(A, seq=1), HOME)
+        self.assertEqual(ids(m), [A])
+
 
 class SealedBootTests(SynchronousTestCase):
     """With sealed hellos, a removed member's boot id keeps replays out for the

@@ -21,7 +21,9 @@ The rules:
   - B{retained}: a member of the table whose record leaves the view (a registry
     restarted empty, an expired lease of a live node) is still accepted from the
     address its last record named while it keeps saying hello; once removed it
-    needs a record again.
+    needs a record again. A record that comes back with another revision is a
+    restarted process (its deletion happened while our watch was down): its
+    sequence numbers start again.
   - B{goodbye}: a goodbye never removes a member whose record is live
     (C{dropped.live-goodbye}); the record's deletion does (a clean stop deletes it
     right after its goodbye).
@@ -96,8 +98,11 @@ class RegistryAuthority:
                 self._retained.setdefault(member_id, peer)
         renewed = []
         for member_id, peer in self._listed.items():
-            self._retained.pop(member_id, None)
-            before = old.get(member_id)
+            retained = self._retained.pop(member_id, None)
+            # A record back after a listing without it (a watch that missed the
+            # deletion) is compared with the one retained: if it is another
+            # revision, the process restarted while we were not looking.
+            before = old.get(member_id, retained)
             if (
                 before is not None
                 and before.revision != peer.revision
