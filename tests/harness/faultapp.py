@@ -32,6 +32,7 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
+from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from twistednode import ClusterNode, EpochFence, StaleEpoch, make_settings
 
@@ -81,6 +82,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 async def main(reactor: Any, *argv: str) -> None:
     options = parse(list(argv))
+    # The node's log goes to the process's output log, for a failed test to show.
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+    )
     node = ClusterNode(
         reactor=reactor,
         settings=make_settings(epoch_ms=int(time.time() * 1000), weight=options.weight),

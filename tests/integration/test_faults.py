@@ -19,7 +19,8 @@ late writes the fence refused.
 
 The schedule's seed is printed; C{TWISTEDNODE_FAULT_SEED=N} replays one, and
 C{TWISTEDNODE_FAULT_ROUNDS=N} runs more rounds (CI runs a short schedule; the
-benchmark runs many more).
+benchmark runs many more), and C{TWISTEDNODE_FAULTS=registry-cut,sigstop} only those
+kinds.
 """
 
 from __future__ import annotations
@@ -160,9 +161,34 @@ class _FaultSuite:
                     for v in views or []
                 ]
                 raise AssertionError(
-                    f"no agreed master within {timeout:.0f} s {why}: {described}"
+                    f"no agreed master within {timeout:.0f} s {why}: {described}\n"
+                    + self.describe(live)
                 )
             time.sleep(0.02)
+
+    def describe(self, nodes: list[FaultNode]) -> str:
+        """Each node's members (as it sees them), drop counters, registry state and
+        the tail of its log: what a failed agreement needs to be understood."""
+        lines = []
+        for node in nodes:
+            try:
+                status = node.status()
+            except OSError as e:
+                lines.append(f"{node.id[:8]}: no status ({e})")
+                continue
+            members = [
+                f"{m['id'][:8]}@{m['port']} master={m['isMaster']} "
+                f"seen={m['lastSeen']} {m['source']}"
+                for m in status["members"]
+            ]
+            lines.append(
+                f"{node.id[:8]} port={status['self']['port']} members={members} "
+                f"dropped={status['dropped']} registry={status['registry']} "
+                f"election={status['election']}"
+            )
+            tail = node.output().splitlines()[-15:]
+            lines.extend(f"    | {line}" for line in tail)
+        return "\n".join(lines)
 
     def hold(self, seconds: float) -> None:
         """Keep sampling every node's view for C{seconds}."""
@@ -238,6 +264,9 @@ class _FaultSuite:
         self.report.append(f"seed {seed}")
         master = self.wait_for_master("at start")
         faults = list(self.faults)
+        chosen = os.environ.get("TWISTEDNODE_FAULTS")
+        if chosen:
+            faults = [f for f in faults if f in chosen.split(",")]
         rng.shuffle(faults)
         for number in range(rounds(len(faults))):
             fault = faults[number % len(faults)]
