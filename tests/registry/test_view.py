@@ -137,6 +137,22 @@ class MemberViewTests(SynchronousTestCase):
         update = self.view.apply_change(Change("expired", OWN, None, 7, 8))
         self.assertEqual((update.events, self.view.own_index), ((), None))
 
+    def test_own_record_in_a_full_view_makes_room(self) -> None:
+        """Our own record, written when the view already holds max_members peers
+        (we listed before we wrote it), is kept: the newest peer leaves, as the
+        next listing (ours first, then the oldest) would leave it out."""
+        view = MemberView(OWN, max_members=2)
+        view.apply_listing(Listing((entry(A, 4), entry(B, 5)), 9))
+        update = view.apply_change(Change("put", OWN, rec(OWN).to_json(), 10, 10))
+        self.assertEqual(update.events, (PeerRemoved(B, "vanished"),))
+        self.assertEqual([name for name, _ in update.rejected], [B])
+        self.assertEqual(view.own_index, 10)
+        self.assertEqual(set(view.peers()), {A})
+        relisted = view.apply_listing(
+            Listing((entry(A, 4), entry(B, 5), entry(OWN, 10)), 11)
+        )
+        self.assertEqual(relisted.events, ())
+
     def test_nested_and_directory_puts_ignored(self) -> None:
         """A key nested below a member and a put on the directory change nothing."""
         self.view.apply_listing(Listing((entry(A, 4),), 9))

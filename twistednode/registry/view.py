@@ -195,12 +195,25 @@ class MemberView:
                 return ViewUpdate()
             return ViewUpdate((PeerRemoved(name, change.kind),))
         parsed = self._parse(name, change.value)
+        evicted: tuple[PeerRemoved, ...] = ()
+        rejected: tuple[tuple[str, str], ...] = ()
         if (
             not isinstance(parsed, str)
             and name not in self.members
             and len(self.members) >= self.max_members
         ):
-            parsed = self._too_many()
+            if name == self.own_id:
+                # Our own record always counts (a listing puts it first): the
+                # newest peer makes room, as the next listing would leave it out.
+                newest = max(
+                    (n for n in self.members if n != self.own_id),
+                    key=lambda n: (self.members[n].created_index, n),
+                )
+                del self.members[newest]
+                evicted = (PeerRemoved(newest, "vanished"),)
+                rejected = ((newest, self._too_many()),)
+            else:
+                parsed = self._too_many()
         if isinstance(parsed, str):
             gone = self.members.pop(name, None) is not None and name != self.own_id
             events = (PeerRemoved(name, "vanished"),) if gone else ()
@@ -209,7 +222,7 @@ class MemberView:
         before = self.members.get(name)
         self.members[name] = member
         old = {} if before is None else {name: before}
-        return ViewUpdate(diff(old, {name: member}, self.own_id))
+        return ViewUpdate(evicted + diff(old, {name: member}, self.own_id), rejected)
 
     def _parse(self, name: str, value: str | None) -> Member | str:
         """L{parse_member}, with the limits for a peer's record."""
