@@ -12,7 +12,9 @@ election) but never a peer event.
 Input limits (issue 12 item 3): a peer's record is refused when its value is over
 C{max_record_bytes} (64 KiB), when its address is not one a node can send hellos to
 (IPv6, since hellos are UDP over IPv4; unspecified, broadcast or multicast), or when
-the view already holds C{max_members} records (a listing keeps the oldest). A refused
+the view already holds C{max_members} records: it keeps ours first, then the oldest,
+in a listing and in a watched change alike (a newcomer that is not last in that order
+takes the place of the one that is). A refused
 key is reported once in L{ViewUpdate.rejected} per change of it; the registry logs
 one warning per key and reason. Our own record is exempt: it is ours to rewrite.
 
@@ -163,8 +165,7 @@ class MemberView:
         new: dict[str, Member] = {}
         rejected: list[tuple[str, str]] = []
         entries = sorted(
-            listing.entries,
-            key=lambda e: (e.name != self.own_id, e.created_index, e.name),
+            listing.entries, key=lambda e: self._rank(e.name, e.created_index)
         )
         for entry in entries:
             parsed = self._parse(entry.name, entry.value)
@@ -202,18 +203,20 @@ class MemberView:
             and name not in self.members
             and len(self.members) >= self.max_members
         ):
-            if name == self.own_id:
-                # Our own record always counts (a listing puts it first): the
-                # newest peer makes room, as the next listing would leave it out.
-                newest = max(
-                    (n for n in self.members if n != self.own_id),
-                    key=lambda n: (self.members[n].created_index, n),
-                )
-                del self.members[newest]
-                evicted = (PeerRemoved(newest, "vanished"),)
-                rejected = ((newest, self._too_many()),)
-            else:
+            # Full: the listing's rule decides who stays. The last in its order
+            # leaves: the newcomer, or (for our own record, always first) the
+            # newest peer, which the next listing would leave out as well.
+            last = max(
+                self.members, key=lambda n: self._rank(n, self.members[n].created_index)
+            )
+            if self._rank(name, change.created_index) > self._rank(
+                last, self.members[last].created_index
+            ):
                 parsed = self._too_many()
+            else:
+                del self.members[last]
+                evicted = (PeerRemoved(last, "vanished"),)
+                rejected = ((last, self._too_many()),)
         if isinstance(parsed, str):
             gone = self.members.pop(name, None) is not None and name != self.own_id
             events = (PeerRemoved(name, "vanished"),) if gone else ()
@@ -223,6 +226,11 @@ class MemberView:
         self.members[name] = member
         old = {} if before is None else {name: before}
         return ViewUpdate(evicted + diff(old, {name: member}, self.own_id), rejected)
+
+    def _rank(self, name: str, created_index: int) -> tuple[bool, int, str]:
+        """The order in which the view keeps records under C{max_members}: ours
+        first, then the oldest."""
+        return (name != self.own_id, created_index, name)
 
     def _parse(self, name: str, value: str | None) -> Member | str:
         """L{parse_member}, with the limits for a peer's record."""
