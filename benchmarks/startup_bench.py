@@ -29,19 +29,20 @@ overhead inflates every figure (about 1.5 x), so the groups are shares, not CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmarks.clusternode_procs import bytecode_env
 from benchmarks.procstats import cpu_seconds
+from benchmarks.report import write_json
 from tests.harness.nodediscover import NodeDiscoverPeer, free_udp_port
 from tests.harness.servers import MiniEtcdProcess
 
@@ -104,17 +105,20 @@ def until_ready(argv: Sequence[str], env: Mapping[str, str]) -> float:
         stderr=subprocess.STDOUT,
         env=dict(env),
         text=True,
+        start_new_session=True,
     )
     assert process.stdout is not None
-    deadline = time.monotonic() + TIMEOUT_S
+    # A start that hangs without a word must not block the run: at the deadline
+    # its process group is killed, which ends its output and so the loop below.
+    deadline = threading.Timer(TIMEOUT_S, os.killpg, (process.pid, signal.SIGKILL))
+    deadline.start()
     try:
         for line in process.stdout:
             if READY in line:
                 return cpu_seconds(process.pid)
-            if time.monotonic() > deadline:
-                break
-        raise RuntimeError(f"{argv[3:]} never said it was up")
+        raise RuntimeError(f"{argv[3:]} never said it was up within {TIMEOUT_S:g} s")
     finally:
+        deadline.cancel()
         process.terminate()
         try:
             process.wait(10)
@@ -263,8 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nload average after: " + " / ".join(f"{x:.2f}" for x in os.getloadavg()))
     if args.json:
         raw: dict[str, Any] = {"cpu_seconds": rows, "import_ms": groups}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(raw, f, indent=2)
+        write_json(raw, args.json)
     return 0
 
 
