@@ -67,6 +67,7 @@ STACKS: dict[str, tuple[str, ...]] = {
         "timing",
         "record",
         "backend",
+        "stream",
         "v3codec",
         "view",
         "v2",

@@ -24,13 +24,12 @@ from tests.etcd.test_v2 import RefusingHosts
 from tests.harness.fakev3 import FakeEtcdV3
 from tests.harness.servers import RealEtcd, shared_instance
 from tests.registry.test_service import RecordingListener, eventually, make_id, rec
-from twistednode.etcd.base import EtcdBadResponse, EtcdUnavailable
+from twistednode.etcd.base import EtcdBadResponse, EtcdUnavailable, JsonLines
 from twistednode.etcd.v3 import (
     Credentials,
     EtcdAuthFailed,
     EtcdV3Client,
     EtcdV3Error,
-    JsonLines,
     interpret,
 )
 from twistednode.registry.backend import (

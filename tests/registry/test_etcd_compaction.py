@@ -19,7 +19,8 @@ from twisted.trial.unittest import TestCase
 
 from tests.etcd.test_v3 import shared_etcd_v3
 from tests.registry.test_service import RecordingListener, eventually, make_id, rec
-from twistednode.etcd.v3 import EtcdV3Client, JsonLines
+from twistednode.etcd.base import JsonLines
+from twistednode.etcd.v3 import EtcdV3Client
 from twistednode.registry.backend import Change, HistoryLost, Listing
 from twistednode.registry.service import Registry
 from twistednode.registry.v3 import EtcdV3Backend

@@ -398,11 +398,13 @@ class RegistryServiceTests(SynchronousTestCase):
         """After a 401 (over 1000 events missed) a re-list finds every change."""
         self.write(A, rec(A).to_json())
         registry, heard = self.start(rec(OWN))
-        # B's event fires the pending watch; the answer waits in the fake network
-        # while 1100 other writes push B's index out of etcd's history window.
+        # B's event goes out on the watch stream, which the server then ends; the
+        # answer waits in the fake network while 1100 other writes push B's index
+        # out of etcd's history window, so the next watch cannot resume.
         d = self.writer.set(self.key(B), rec(B).to_json(), ttl=10)
         self.stubs[0].flush()
         self.successResultOf(d)
+        self.api.stop()
         for n in range(1100):
             self.api.store.set("/elsewhere", str(n), self.clock.seconds())
         self.successResultOf(self.writer.delete(self.key(A)))

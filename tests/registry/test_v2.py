@@ -103,6 +103,63 @@ class EtcdV2BackendTests(ClientTestCase):
         )
         self.assertEqual(self.etcd.seen[0].args["recursive"], "true")
 
+    def test_one_stream_serves_every_change(self) -> None:
+        """Changes arriving on one open stream serve call after call, with no new
+        request per change."""
+        self.etcd.answers.append(HOLD)  # answered with X-Etcd-Index 7
+        first = self.backend.watch("/m", 8, 60)
+        self.stub.flush()
+        self.assertEqual(self.etcd.seen[0].args["stream"], "true")
+        self.etcd.held[0].write(
+            ok("set", node("/m/a", "v", 8)).body
+            + ok("delete", {"key": "/m/a", "modifiedIndex": 9, "createdIndex": 8}).body
+        )
+        self.stub.flush()
+        got = list(self.successResultOf(first))
+        while len(got) < 2:
+            got += self.successResultOf(self.backend.watch("/m", got[-1].index + 1, 60))
+        self.assertEqual(
+            got, [Change("put", "a", "v", 8, 8), Change("deleted", "a", None, 8, 9)]
+        )
+        waiting = self.backend.watch("/m", 10, 60)
+        self.stub.flush()
+        self.assertNoResult(waiting)
+        self.assertEqual(len(self.etcd.seen), 1, "one request for every change")
+        self.assertEqual(self.etcd.gone, [])
+        waiting.cancel()
+        self.failureResultOf(waiting, CancelledError)
+
+    def test_event_from_the_history_ends_the_stream(self) -> None:
+        """etcd 3.4 sends nothing after an event found in its history (at or below
+        the answer's X-Etcd-Index): that stream is closed, the next opened after it."""
+        self.etcd.answers.extend([HOLD, HOLD])  # both with X-Etcd-Index 7
+        first = self.backend.watch("/m", 5, 60)
+        self.stub.flush()
+        self.etcd.held[0].write(ok("set", node("/m/a", "v", 6)).body)
+        self.stub.flush()
+        self.assertEqual(self.successResultOf(first), [Change("put", "a", "v", 6, 6)])
+        self.assertEqual(len(self.etcd.gone), 1, "the spent stream was closed")
+        second = self.backend.watch("/m", 7, 60)
+        self.stub.flush()
+        self.assertEqual(self.etcd.seen[1].args["waitIndex"], "7")
+        self.etcd.held[1].write(ok("set", node("/m/b", "v", 8)).body)
+        self.stub.flush()
+        self.assertEqual(self.successResultOf(second), [Change("put", "b", "v", 8, 8)])
+        self.assertEqual(len(self.etcd.gone), 1, "a live event leaves it open")
+        third = self.backend.watch("/m", 9, 60)
+        third.cancel()
+        self.failureResultOf(third, CancelledError)
+
+    def test_bad_stream_line_ends_the_watch(self) -> None:
+        """A line that is not an etcd event ends the watch with WatchEnded."""
+        self.etcd.answers.append(HOLD)
+        d = self.backend.watch("/m", 8, 60)
+        self.stub.flush()
+        self.etcd.held[0].write(b'{"errorCode": 300, "message": "x", "index": 8}\n')
+        self.stub.flush()
+        failure = self.failureResultOf(d, WatchEnded)
+        self.assertIn("bad watch event", str(failure.value))
+
     def test_watch_skips_unrelated_prefix(self) -> None:
         """An event etcd's history scan matched by raw prefix is skipped."""
         self.etcd.answers.append(ok("set", node("/m2/x", "v", 30)))

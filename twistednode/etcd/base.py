@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.etcd.test_v2,tests.etcd.test_v3 -*-
 """
 What the etcd v2 and v3 clients share: the members' URLs, one connection pool, the
-calls in flight, bounded response bodies, and the errors that are not API-specific.
+calls in flight, bounded response bodies, bodies read as JSON lines (L{JsonLines}:
+v3 watch streams and v2 C{stream=true} watches), and the errors that are not
+API-specific.
 
 L{EtcdHTTP} is the base of both clients: it parses and checks the URLs (C{--etcd}
 gives C{"URL[,URL...]"}), builds the pooled treq client (unless one is injected),
@@ -20,11 +22,12 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from attrs import define, field
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
@@ -163,6 +166,80 @@ def read_body(response: IResponse) -> Deferred[bytes]:
     return body.done
 
 
+class JsonLines(Protocol):
+    """
+    A response body read as one JSON value per line, each handed on as it arrives.
+
+    C{on_message(value)} gets every parsed line; C{on_end(reason)} is called once,
+    when the body ends (C{ResponseDone}), breaks, holds a bad line, or L{abort} is
+    called (then with C{CancelledError}). A body that is not JSON lines, or a line
+    over C{MAX_BODY} bytes, ends it with L{EtcdBadResponse}.
+    """
+
+    def __init__(
+        self,
+        on_message: Callable[[object], None],
+        on_end: Callable[[Failure], None],
+        url: str = "",
+    ) -> None:
+        self._on_message = on_message
+        self._on_end = on_end
+        self._url = url
+        self._buffer = b""
+        self._stopped = False
+        self.ended = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.ended:
+            return
+        self._buffer += data
+        while b"\n" in self._buffer and not self.ended:
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            self._line(line)
+        if len(self._buffer) > MAX_BODY and not self.ended:
+            self._fail(EtcdBadResponse("line too long", 200, "", self._url))
+
+    def _line(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            excerpt = line[:200].decode("utf-8", "replace")
+            self._fail(EtcdBadResponse("line is not JSON", 200, excerpt, self._url))
+            return
+        self._on_message(value)
+
+    def _fail(self, error: BaseException) -> None:
+        self._end(Failure(error))
+        self._stop()
+
+    def connectionMade(self) -> None:
+        if self.ended:
+            self._stop()  # aborted before the body started
+
+    def _stop(self) -> None:
+        if self.transport is not None and not self._stopped:
+            self._stopped = True
+            cast(IPushProducer, self.transport).stopProducing()
+
+    def abort(self) -> None:
+        """Drop the connection; C{on_end} gets C{CancelledError} if still open."""
+        self._end(Failure(CancelledError("stream closed by us")))
+        self._stop()
+
+    def _end(self, reason: Failure) -> None:
+        if not self.ended:
+            self.ended = True
+            self._on_end(reason)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._buffer.strip() and not self.ended:
+            self._line(self._buffer)
+        self._buffer = b""
+        self._end(reason)
+
+
 @define(eq=False)
 class EtcdHTTP:
     """
@@ -192,6 +269,11 @@ class EtcdHTTP:
             self._http, self._pool = http_client(
                 self._reactor, self._tls, self._connect_timeout
             )
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The reactor the client times its calls with."""
+        return self._reactor
 
     @property
     def url(self) -> str:

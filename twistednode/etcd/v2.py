@@ -28,6 +28,7 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -44,6 +45,7 @@ from twistednode.etcd.base import (
     EtcdHTTP,
     EtcdTimeout,
     EtcdUnavailable,
+    JsonLines,
     describe,
     read_body,
     timed_out,
@@ -224,6 +226,12 @@ def interpret(
         raise error
     if not 200 <= status < 300:
         raise EtcdBadResponse(f"unexpected HTTP status {status}", status, excerpt, url)
+    return _result(data, status, etcd_index, excerpt, url)
+
+
+def _result(
+    data: dict[str, Any], status: int, etcd_index: int | None, excerpt: str, url: str
+) -> EtcdResult:
     action = data.get("action")
     if not isinstance(action, str):
         raise EtcdBadResponse("answer has no 'action'", status, excerpt, url)
@@ -234,6 +242,35 @@ def interpret(
     except ValueError as e:
         raise EtcdBadResponse(str(e), status, excerpt, url) from None
     return EtcdResult(action, node, prev_node, etcd_index, status)
+
+
+def streamed_event(data: object, url: str) -> EtcdResult:
+    """One event line of a C{stream=true} watch as an L{EtcdResult} (its
+    C{etcd_index} None); L{EtcdBadResponse} if it is not an event."""
+    excerpt = repr(data)[:200]
+    if not isinstance(data, dict):
+        raise EtcdBadResponse("event is not a JSON object", 200, excerpt, url)
+    if "errorCode" in data:
+        raise EtcdBadResponse("error object in a watch stream", 200, excerpt, url)
+    return _result(data, 200, None, excerpt, url)
+
+
+@frozen
+class StreamOpened:
+    """A C{stream=true} watch that a member accepted: its base URL and the
+    C{X-Etcd-Index} it answered with (events at or below it came from the history)."""
+
+    url: str
+    etcd_index: int | None
+
+
+def _reply_or_stream(
+    lines: JsonLines, response: IResponse
+) -> Deferred[tuple[int, Any, bytes]] | tuple[int, Any, None]:
+    if response.code != 200:
+        return _reply(response)
+    response.deliverBody(lines)
+    return (response.code, response.headers, None)
 
 
 def _reply(response: IResponse) -> Deferred[tuple[int, Any, bytes]]:
@@ -344,6 +381,36 @@ class EtcdV2Client(EtcdHTTP):
         ]
         return self._send("GET", key, params, timeout=timeout, watch=True)
 
+    def stream_watch(
+        self,
+        key: str,
+        *,
+        wait_index: int,
+        recursive: bool = False,
+        timeout: float,
+        lines: JsonLines,
+    ) -> Deferred[StreamOpened]:
+        """
+        Open a C{stream=true} watch from C{wait_index}: each event goes to C{lines}
+        as one JSON line, on one response that stays open, with no new request per
+        event.
+
+        Fires with L{StreamOpened} once a member has answered 200 (etcd flushes the
+        headers at once); fails as L{watch} does (L{EtcdTimeout} if no member
+        answers within C{timeout}, L{EtcdV2Error} 401 if the index is outdated).
+        etcd 3.4 sends nothing after an event it found in its history, so a caller
+        should treat an event at or below L{StreamOpened.etcd_index} as the last.
+        """
+        if wait_index < 0:
+            raise ValueError(f"wait_index must be >= 0, not {wait_index}")
+        params = [
+            ("wait", "true"),
+            ("stream", "true"),
+            ("recursive", _bool(recursive)),
+            ("waitIndex", str(wait_index)),
+        ]
+        return self._send("GET", key, params, timeout=timeout, watch=True, lines=lines)
+
     # -- one request, with failover ----------------------------------------------
 
     def _send(
@@ -355,7 +422,8 @@ class EtcdV2Client(EtcdHTTP):
         *,
         timeout: float | None = None,
         watch: bool = False,
-    ) -> Deferred[EtcdResult]:
+        lines: JsonLines | None = None,
+    ) -> Deferred[Any]:
         if not key.startswith("/"):
             raise ValueError(f"etcd key {key!r} must start with '/'")
         path = "/v2/keys" + quote(key, safe="/")
@@ -372,7 +440,7 @@ class EtcdV2Client(EtcdHTTP):
             for d in inner:
                 d.cancel()
 
-        outer: Deferred[EtcdResult] = Deferred(cancel)
+        outer: Deferred[Any] = Deferred(cancel)
 
         def attempt(step: int) -> None:
             index = (start + step) % count
@@ -386,7 +454,7 @@ class EtcdV2Client(EtcdHTTP):
                 unbuffered=True,
                 allow_redirects=False,
             )
-            d.addCallback(_reply)
+            d.addCallback(_reply if lines is None else partial(_reply_or_stream, lines))
             d.addTimeout(limit, self._reactor, onTimeoutCancel=timed_out(url))
             inner[:] = [d]
             d.addCallbacks(
@@ -397,9 +465,15 @@ class EtcdV2Client(EtcdHTTP):
             )
 
         def answered(
-            reply: tuple[int, Any, bytes], index: int, url: str, step: int
+            reply: tuple[int, Any, bytes | None], index: int, url: str, step: int
         ) -> None:
             status, headers, body = reply
+            if body is None and lines is not None:
+                self._current = index
+                lines._url = url
+                outer.callback(StreamOpened(self.urls[index], _etcd_index(headers)))
+                return
+            assert body is not None
             try:
                 result = interpret(status, headers, body, url, watch)
             except EtcdServerError as e:

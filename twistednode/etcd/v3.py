@@ -26,24 +26,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.iweb import IResponse
 
 from twistednode.etcd.base import (
     LINK_ERRORS,
-    MAX_BODY,
     EtcdBadResponse,
     EtcdError,
     EtcdHTTP,
     EtcdTimeout,
     EtcdUnavailable,
+    JsonLines,
     read_body,
     timed_out,
 )
@@ -151,80 +148,6 @@ def _member_failed(error: BaseException) -> bool:
     if isinstance(error, EtcdV3Error):
         return error.status >= 500 or error.code == UNAVAILABLE
     return isinstance(error, EtcdBadResponse) and error.status >= 500
-
-
-class JsonLines(Protocol):
-    """
-    A response body read as one JSON value per line, each handed on as it arrives.
-
-    C{on_message(value)} gets every parsed line; C{on_end(reason)} is called once,
-    when the body ends (C{ResponseDone}), breaks, holds a bad line, or L{abort} is
-    called (then with C{CancelledError}). A body that is not JSON lines, or a line
-    over C{MAX_BODY} bytes, ends it with L{EtcdBadResponse}.
-    """
-
-    def __init__(
-        self,
-        on_message: Callable[[object], None],
-        on_end: Callable[[Failure], None],
-        url: str = "",
-    ) -> None:
-        self._on_message = on_message
-        self._on_end = on_end
-        self._url = url
-        self._buffer = b""
-        self._stopped = False
-        self.ended = False
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.ended:
-            return
-        self._buffer += data
-        while b"\n" in self._buffer and not self.ended:
-            line, _, self._buffer = self._buffer.partition(b"\n")
-            self._line(line)
-        if len(self._buffer) > MAX_BODY and not self.ended:
-            self._fail(EtcdBadResponse("line too long", 200, "", self._url))
-
-    def _line(self, line: bytes) -> None:
-        if not line.strip():
-            return
-        try:
-            value = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            excerpt = line[:200].decode("utf-8", "replace")
-            self._fail(EtcdBadResponse("line is not JSON", 200, excerpt, self._url))
-            return
-        self._on_message(value)
-
-    def _fail(self, error: BaseException) -> None:
-        self._end(Failure(error))
-        self._stop()
-
-    def connectionMade(self) -> None:
-        if self.ended:
-            self._stop()  # aborted before the body started
-
-    def _stop(self) -> None:
-        if self.transport is not None and not self._stopped:
-            self._stopped = True
-            cast(IPushProducer, self.transport).stopProducing()
-
-    def abort(self) -> None:
-        """Drop the connection; C{on_end} gets C{CancelledError} if still open."""
-        self._end(Failure(CancelledError("stream closed by us")))
-        self._stop()
-
-    def _end(self, reason: Failure) -> None:
-        if not self.ended:
-            self.ended = True
-            self._on_end(reason)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._buffer.strip() and not self.ended:
-            self._line(self._buffer)
-        self._buffer = b""
-        self._end(reason)
 
 
 @define(eq=False)

@@ -9,14 +9,23 @@ The registry backend over the etcd v2 keys API
    is L{RecordMissing} (etcd error 100), so the registry writes it again.
  - C{list} is a recursive GET; its index is the C{X-Etcd-Index} header (or the error's
    index when the directory does not exist yet).
- - C{watch} is one long-poll from C{from_index}; etcd's history scan matches by raw
-   prefix, so an event of a sibling directory is skipped and the watch goes on.
-   Error 401 (the index left the history) is L{HistoryLost}.
+ - C{watch} keeps one C{stream=true} watch per directory open across calls: every
+   event arrives as a line of one response, so a change costs the node and etcd no
+   new request (a long-poll per change cost each watcher one, and etcd one per
+   watcher). Events are buffered; each call returns those at or after its
+   C{from_index}, and one that waits past its timeout closes the stream
+   (L{WatchTimedOut}), so a silent connection is never trusted longer than a
+   long-poll was. etcd 3.4 sends nothing after an event it found in its history
+   (at or below the answer's C{X-Etcd-Index}), and a server that does not stream
+   ends the response after one event: either way the call opens the next stream
+   from the next index. etcd's history scan matches by raw prefix, so an event of
+   a sibling directory is skipped. Error 401 (the index left the history) is
+   L{HistoryLost}; a stream that ends without an event, or breaks, L{WatchEnded}.
  - A watch follows the client: when another call has moved to another member (the
-   one in use stopped answering), a long-poll still waiting on the old member ends
-   with L{WatchEnded}, so the registry lists and watches again on the new one at
-   once. A member cut off without a reset (a partition, a hung host) would
-   otherwise hold it until the watch timeout.
+   one in use stopped answering), a stream still open on the old member ends with
+   L{WatchEnded}, so the registry lists and watches again on the new one at once.
+   A member cut off without a reset (a partition, a hung host) would otherwise
+   hold it until the watch timeout.
 
 Internal: not part of the public API (that is what C{twistednode} exports).
 """
@@ -24,14 +33,17 @@ Internal: not part of the public API (that is what C{twistednode} exports).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from functools import partial
+from typing import ClassVar, Literal, TypeVar
 
 from attrs import define, field
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
 
-from twistednode.etcd.base import EtcdError, EtcdTimeout, EtcdUnavailable
+from twistednode.etcd.base import EtcdError, EtcdTimeout, EtcdUnavailable, JsonLines
 from twistednode.etcd.v2 import (
     EVENT_INDEX_CLEARED,
     KEY_NOT_FOUND,
@@ -41,6 +53,7 @@ from twistednode.etcd.v2 import (
     EtcdV2Client,
     EtcdV2Error,
     EtcdWatchEnded,
+    streamed_event,
 )
 from twistednode.registry.backend import (
     BackendError,
@@ -55,6 +68,7 @@ from twistednode.registry.backend import (
     WatchEnded,
     WatchTimedOut,
 )
+from twistednode.registry.stream import WatchStream
 
 _T = TypeVar("_T")
 
@@ -105,13 +119,14 @@ class EtcdV2Backend:
     api: ClassVar[Literal["v2"]] = "v2"
 
     client: EtcdV2Client
-    #: Each waiting long-poll and the member it went to.
-    _watches: dict[Deferred[Any], str] = field(init=False, factory=dict)
+    #: The open watch stream of each directory.
+    _streams: dict[str, WatchStream] = field(init=False, factory=dict)
+    #: The X-Etcd-Index each open stream was answered with: an event at or below
+    #: it came from etcd's history.
+    _history_ends: dict[WatchStream, int | None] = field(init=False, factory=dict)
     #: The created and modified index of the keys our create and refresh_if
     #: last wrote (for the compare-and-delete of delete_if).
     _written: dict[str, tuple[int, int]] = field(init=False, factory=dict)
-    #: Long-polls ended because the client moved on, and why.
-    _moved: dict[Deferred[Any], str] = field(init=False, factory=dict)
 
     log: ClassVar[Logger] = Logger()
 
@@ -129,18 +144,16 @@ class EtcdV2Backend:
         return d.addBoth(follow)
 
     def _follow_client(self) -> None:
-        """End the long-polls waiting on a member the client has moved away from."""
+        """End the watch streams open on a member the client has moved away from."""
         url = self.client.url
-        for waiting, watched in list(self._watches.items()):
-            if watched != url:
+        for stream in list(self._streams.values()):
+            if stream.url and stream.url != url and stream.ended is None:
                 self.log.info(
                     "etcd calls moved from {old} to {new}; watching there too",
-                    old=watched,
+                    old=stream.url,
                     new=url,
                 )
-                del self._watches[waiting]
-                self._moved[waiting] = f"etcd calls moved from {watched} to {url}"
-                waiting.cancel()
+                stream.end(WatchEnded(f"etcd calls moved from {stream.url} to {url}"))
 
     def create(self, key: str, value: str, ttl: int) -> Deferred[int]:
         def exists(failure: Failure) -> Failure:
@@ -228,39 +241,113 @@ class EtcdV2Backend:
     def watch(
         self, directory: str, from_index: int, timeout: float
     ) -> Deferred[Sequence[Change]]:
-        def event(result: EtcdResult) -> Sequence[Change] | Deferred[Sequence[Change]]:
-            node = result.node
-            name = _relative(directory, node.key)
-            kind = _kind(result.action)
-            if name is None or kind is None:
-                # etcd's history scan matches by raw prefix (/members2 for
-                # /members); skip what is not ours and keep watching.
-                return self.watch(directory, node.modified_index + 1, timeout)
+        d = Deferred.fromCoroutine(self._watch(directory, from_index, timeout))
+        return d.addErrback(_to_backend_error)
+
+    async def _watch(
+        self, directory: str, from_index: int, timeout: float
+    ) -> Sequence[Change]:
+        clock = self.client.clock
+        deadline = clock.seconds() + timeout
+        while True:
+            stream = self._streams.get(directory)
+            if stream is not None and not stream.can_serve(from_index, self.client.url):
+                self._drop(stream)
+                stream = None
+            if stream is None:
+                stream = WatchStream(directory, from_index)
+                self._streams[directory] = stream
+                await self._open(stream, deadline - clock.seconds())
+            ready = stream.take(from_index)
+            if ready:
+                return ready
+            if stream.ended is not None:
+                self._drop(stream)
+                if not stream.resumable:
+                    raise stream.ended
+                from_index = max(from_index, stream.seen + 1)
+                continue
+            remaining = deadline - clock.seconds()
+            if remaining <= 0:
+                self._drop(stream)
+                raise WatchTimedOut(f"no change below {directory} in {timeout:g} s")
+            waiter: Deferred[None] = Deferred()
+            stream.waiter = waiter
+            waiter.addTimeout(remaining, clock)
+            try:
+                await waiter
+            except TimeoutError:
+                self._drop(stream)
+                raise WatchTimedOut(
+                    f"no change below {directory} in {timeout:g} s"
+                ) from None
+            except BaseException:
+                self._drop(stream)
+                raise
+
+    async def _open(self, stream: WatchStream, timeout: float) -> None:
+        lines = JsonLines(partial(self._message, stream), partial(self._ended, stream))
+        stream.lines = lines
+        try:
+            opened = await self.client.stream_watch(
+                stream.directory,
+                wait_index=stream.start,
+                recursive=True,
+                timeout=max(timeout, 0.0),
+                lines=lines,
+            )
+        except BaseException:
+            self._drop(stream)
+            raise
+        stream.url = opened.url
+        self._history_ends[stream] = opened.etcd_index
+
+    def _message(self, stream: WatchStream, line: object) -> None:
+        try:
+            result = streamed_event(line, stream.url)
+        except EtcdError as e:
+            stream.end(WatchEnded(f"bad watch event: {e}"))
+            return
+        node = result.node
+        index = node.modified_index
+        name = _relative(stream.directory, node.key)
+        kind = _kind(result.action)
+        found = []
+        # etcd's history scan matches by raw prefix (/members2 for /members): what
+        # is not ours is skipped, and the stream goes on past it.
+        if name is not None and kind is not None:
             value = node.value if kind == "put" else None
-            return [Change(kind, name, value, node.created_index, node.modified_index)]
+            found.append(Change(kind, name, value, node.created_index, index))
+        stream.add(found, index)
+        history_end = self._history_ends.get(stream)
+        if history_end is None or index <= history_end:
+            # Found in etcd's history: etcd 3.4 sends nothing after it on this
+            # stream, so the next call opens another from the next index.
+            stream.end(WatchEnded("watch event from etcd's history"), resumable=True)
 
-        d = self.client.watch(
-            directory, wait_index=from_index, recursive=True, timeout=timeout
-        )
-        self._watches[d] = self.client.url
+    def _ended(self, stream: WatchStream, reason: Failure) -> None:
+        if reason.check(CancelledError):
+            stream.end(WatchEnded("watch closed"))
+        elif not reason.check(ResponseDone, PotentialDataLoss):
+            why = reason.getErrorMessage()
+            stream.end(WatchEnded(f"watch stream from {stream.url} broke: {why}"))
+        elif stream.seen >= stream.start:
+            # Ended after events (a server that does not stream, or etcd dropping
+            # a watcher that fell behind): go on from the next index.
+            stream.end(WatchEnded(f"watch stream from {stream.url} ended"), True)
+        else:
+            what = f"watch on {stream.url} ended without an event"
+            stream.end(WatchEnded(what))
 
-        def answered(result: EtcdResult) -> EtcdResult:
-            self._watches.pop(d, None)
-            self._moved.pop(d, None)
-            return result
-
-        def failed(failure: Failure) -> Failure:
-            self._watches.pop(d, None)
-            moved = self._moved.pop(d, None)
-            if moved is not None and failure.check(CancelledError):
-                return Failure(WatchEnded(moved))
-            return failure
-
-        d.addCallbacks(answered, failed)
-        changes = cast(Deferred[Sequence[Change]], d.addCallback(event))
-        return changes.addErrback(_to_backend_error)
+    def _drop(self, stream: WatchStream) -> None:
+        if self._streams.get(stream.directory) is stream:
+            del self._streams[stream.directory]
+        self._history_ends.pop(stream, None)
+        stream.end(WatchEnded("watch closed"))
 
     def close(self) -> Deferred[None]:
+        for stream in list(self._streams.values()):
+            self._drop(stream)
         return self.client.close()
 
 

@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twistednode.etcd.base import EtcdError, EtcdUnavailable
+from twistednode.etcd.base import EtcdError, EtcdUnavailable, JsonLines
 from twistednode.etcd.v3 import (
     NOT_FOUND,
     OUT_OF_RANGE,
@@ -44,7 +44,6 @@ from twistednode.etcd.v3 import (
     EtcdAuthFailed,
     EtcdV3Client,
     EtcdV3Error,
-    JsonLines,
     grpc_error,
     says_token_is_bad,
 )
@@ -59,6 +58,7 @@ from twistednode.registry.backend import (
     WatchEnded,
     WatchTimedOut,
 )
+from twistednode.registry.stream import WatchStream
 from twistednode.registry.v3codec import (
     LEAVING,
     KeyValue,
@@ -96,49 +96,6 @@ class Lease:
 
 
 @define(eq=False)
-class _Watch:
-    """One open watch stream on a directory and the changes it has buffered."""
-
-    directory: str
-    start: int
-    url: str = ""
-    delivered: int = field(init=False)
-    buffer: list[Change] = field(factory=list, init=False)
-    ended: BackendError | None = field(default=None, init=False)
-    lines: JsonLines | None = field(default=None, init=False)
-    waiter: Deferred[None] | None = field(default=None, init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.delivered = self.start - 1
-
-    def can_serve(self, from_index: int, url: str) -> bool:
-        """Whether every change at or after C{from_index} is still to come here."""
-        if from_index <= self.delivered:
-            return False
-        return self.ended is not None or self.url == url
-
-    def take(self, from_index: int) -> list[Change]:
-        """The buffered changes at or after C{from_index}; the rest are dropped."""
-        ready = [c for c in self.buffer if c.index >= from_index]
-        self.buffer = []
-        indexes = [self.delivered, from_index - 1, *(c.index for c in ready)]
-        self.delivered = max(indexes)
-        return ready
-
-    def wake(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.called:
-            waiter.callback(None)
-
-    def end(self, error: BackendError) -> None:
-        if self.ended is None:
-            self.ended = error
-        if self.lines is not None:
-            self.lines.abort()
-        self.wake()
-
-
-@define(eq=False)
 class EtcdV3Backend:
     """L{twistednode.registry.backend.RegistryBackend} over the etcd v3 JSON gateway."""
 
@@ -148,7 +105,7 @@ class EtcdV3Backend:
     client: EtcdV3Client
     _clock: IReactorTime
     _leases: dict[str, Lease] = field(factory=dict, init=False)
-    _watches: dict[str, _Watch] = field(factory=dict, init=False)
+    _watches: dict[str, WatchStream] = field(factory=dict, init=False)
     _in_flight: set[Deferred[Any]] = field(factory=set, init=False)
 
     @property
@@ -312,7 +269,7 @@ class EtcdV3Backend:
             self._drop_watch(watch)
             watch = None
         if watch is None:
-            watch = _Watch(directory, from_index)
+            watch = WatchStream(directory, from_index)
             self._watches[directory] = watch
             await self._open(watch)
         while True:
@@ -335,7 +292,7 @@ class EtcdV3Backend:
                     f"no change below {directory} in {timeout:g} s"
                 ) from None
 
-    async def _open(self, watch: _Watch) -> None:
+    async def _open(self, watch: WatchStream) -> None:
         request = {
             **prefix_range(watch.directory),
             "start_revision": str(watch.start),
@@ -351,12 +308,12 @@ class EtcdV3Backend:
             self._drop_watch(watch)
             raise
 
-    def _drop_watch(self, watch: _Watch) -> None:
+    def _drop_watch(self, watch: WatchStream) -> None:
         if self._watches.get(watch.directory) is watch:
             del self._watches[watch.directory]
         watch.end(WatchEnded("watch closed"))
 
-    def _message(self, watch: _Watch, message: object) -> None:
+    def _message(self, watch: WatchStream, message: object) -> None:
         error = grpc_error(message, 200, watch.url)
         if error is not None:
             watch.end(WatchEnded(f"watch on {watch.url} failed: {error}"))
@@ -381,7 +338,7 @@ class EtcdV3Backend:
             watch.buffer.extend(found)
             watch.wake()
 
-    def _cancelled(self, watch: _Watch, result: dict[str, Any]) -> BackendError:
+    def _cancelled(self, watch: WatchStream, result: dict[str, Any]) -> BackendError:
         compacted = integer(result, "compact_revision")
         if compacted:
             return HistoryLost(
@@ -393,7 +350,7 @@ class EtcdV3Backend:
             self.client.forget_token()
         return WatchEnded(f"etcd cancelled the watch: {reason}")
 
-    def _ended(self, watch: _Watch, reason: Failure) -> None:
+    def _ended(self, watch: WatchStream, reason: Failure) -> None:
         if reason.check(CancelledError):
             watch.end(WatchEnded("watch closed"))
         else:
