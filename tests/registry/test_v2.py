@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError
+from collections.abc import Sequence
+
+from twisted.internet.defer import CancelledError, Deferred
 
 from tests.etcd.test_v2 import HOLD, Answer, ClientTestCase, error, node, ok
 from twistednode.registry.backend import (
@@ -115,9 +117,13 @@ class EtcdV2BackendTests(ClientTestCase):
             + ok("delete", {"key": "/m/a", "modifiedIndex": 9, "createdIndex": 8}).body
         )
         self.stub.flush()
-        got = list(self.successResultOf(first))
+        got: list[Change] = []
+        watching: Deferred[Sequence[Change]] = first
         while len(got) < 2:
-            got += self.successResultOf(self.backend.watch("/m", got[-1].index + 1, 60))
+            batch = self.successResultOf(watching)
+            got.extend(batch)
+            if len(got) < 2:
+                watching = self.backend.watch("/m", got[-1].index + 1, 60)
         self.assertEqual(
             got, [Change("put", "a", "v", 8, 8), Change("deleted", "a", None, 8, 9)]
         )
