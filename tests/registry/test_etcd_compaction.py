@@ -81,13 +81,18 @@ class WatchErrors:
         return self.inner.list(directory)
 
     def watch(
-        self, directory: str, from_index: int, timeout: float
+        self,
+        directory: str,
+        from_index: int,
+        timeout: float,
+        only: str | None = None,
     ) -> Deferred[Sequence[Change]]:
         def noted(failure: Any) -> Any:
             self.errors.append(failure.value)
             return failure
 
-        return self.inner.watch(directory, from_index, timeout).addErrback(noted)
+        d = self.inner.watch(directory, from_index, timeout, only)
+        return d.addErrback(noted)
 
     def close(self) -> Deferred[None]:
         return self.inner.close()

@@ -135,6 +135,30 @@ class EtcdV2BackendTests(ClientTestCase):
         waiting.cancel()
         self.failureResultOf(waiting, CancelledError)
 
+    def test_watch_of_one_child(self) -> None:
+        """With only=, the stream watches that key (not recursively): its changes
+        keep their name, and the directory's own expiry is reported as ""."""
+        self.etcd.answers.append(HOLD)
+        d = self.backend.watch("/m", 8, 60, only="master")
+        self.stub.flush()
+        self.assertEqual(self.etcd.seen[0].path, "/v2/keys/m/master")
+        self.assertEqual(self.etcd.seen[0].args["recursive"], "false")
+        self.etcd.held[0].write(
+            ok("create", node("/m/master", "me", 8)).body
+            + ok("expire", {"key": "/m", "dir": True, "modifiedIndex": 9}).body
+        )
+        self.stub.flush()
+        first = self.successResultOf(d)
+        got: list[Change] = list(first)
+        if len(got) < 2:
+            more = self.successResultOf(self.backend.watch("/m", 9, 60, only="master"))
+            got.extend(more)
+        self.assertEqual(
+            got,
+            [Change("put", "master", "me", 8, 8), Change("expired", "", None, 0, 9)],
+        )
+        self.assertEqual(len(self.etcd.seen), 1)
+
     def test_event_from_the_history_ends_the_stream(self) -> None:
         """etcd 3.4 sends nothing after an event found in its history (at or below
         the answer's X-Etcd-Index): that stream is closed, the next opened after it."""

@@ -182,6 +182,21 @@ class BackendWatchTests(V3TestCase):
             self.successResultOf(d), [Change("put", "a", "va", revision, revision)]
         )
 
+    def test_watch_of_one_child(self) -> None:
+        """With only=, the stream is on that key alone: other changes below the
+        directory do not wake it, and its changes keep their name."""
+        d = self.backend_.watch(DIR, self.etcd.revision + 1, 60, only="master")
+        self.stub.flush()
+        self.etcd.put(DIR + "/a", "va")
+        self.etcd.put(DIR + "/master/x", "below it")
+        self.stub.flush()
+        self.assertNoResult(d)
+        revision = self.etcd.put(DIR + "/master", "me")
+        self.stub.flush()
+        self.assertEqual(
+            self.successResultOf(d), [Change("put", "master", "me", revision, revision)]
+        )
+
     def test_one_stream_across_calls(self) -> None:
         """Changes between two calls are buffered; the stream is not reopened."""
         first = self.etcd.put(DIR + "/a", "1")

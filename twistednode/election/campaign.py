@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.election.test_campaign -*-
 """The leased election's Twisted adapter: L{LeaseElection} over a registry backend.
 
-It lists the cluster's directory, watches it for changes of the C{master} key, and
-tells the state machine; it sends the creates, renewals and the resign the machine
-asks for, and reports what became of them; it wakes at the machine's next deadline.
+It lists the cluster's directory, watches the C{master} key alone (a join or a
+leave below the directory does not wake it), and tells the state machine; it sends
+the creates, renewals and the resign the machine asks for, and reports what became
+of them; it wakes at the machine's next deadline.
 Times given to the machine are read from C{monotonic} (a clock that no wall-clock
 step moves); timers run on the reactor.
 
@@ -181,7 +182,7 @@ class LeaseCampaign(Service):
         while self.running:
             try:
                 changes = await self.backend.watch(
-                    self.directory, index, self.watch_timeout
+                    self.directory, index, self.watch_timeout, only=MASTER
                 )
             except CancelledError:
                 raise

@@ -168,13 +168,21 @@ class RegistryBackend(Protocol):
         ...
 
     def watch(
-        self, directory: str, from_index: int, timeout: float
+        self,
+        directory: str,
+        from_index: int,
+        timeout: float,
+        only: str | None = None,
     ) -> Deferred[Sequence[Change]]:
         """
         Wait for changes below C{directory} with an index >= C{from_index}.
 
-        Fires with the next change(s) in index order (at least one for v2; a
-        streaming backend may deliver a batch). Fails with L{HistoryLost},
+        With C{only}, just those of the child of that name (and of the directory
+        itself, which v2 reports as C{""}): etcd then wakes this watch for that
+        key alone, not for every change below the directory.
+
+        Fires with the next change(s) in index order (at least one; a stream may
+        deliver a batch). Fails with L{HistoryLost},
         L{WatchEnded}, L{WatchTimedOut} after C{timeout} seconds, or
         L{BackendUnavailable}.
         """

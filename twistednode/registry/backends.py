@@ -211,9 +211,15 @@ class SelectedBackend:
         return self._with("list", lambda b: b.list(directory))
 
     def watch(
-        self, directory: str, from_index: int, timeout: float
+        self,
+        directory: str,
+        from_index: int,
+        timeout: float,
+        only: str | None = None,
     ) -> Deferred[Sequence[Change]]:
-        return self._with("watch", lambda b: b.watch(directory, from_index, timeout))
+        return self._with(
+            "watch", lambda b: b.watch(directory, from_index, timeout, only)
+        )
 
     def close(self) -> Deferred[None]:
         """Cancel the probe and every call, close the backend and the pool."""

@@ -29,6 +29,8 @@ class WatchStream:
 
     directory: str
     start: int
+    #: The one child watched (L{twistednode.registry.backend.RegistryBackend.watch}).
+    only: str | None = None
     url: str = ""
     delivered: int = field(init=False)
     seen: int = field(init=False)
@@ -41,6 +43,13 @@ class WatchStream:
     def __attrs_post_init__(self) -> None:
         self.delivered = self.start - 1
         self.seen = self.start - 1
+
+    @property
+    def path(self) -> str:
+        """The key watched: the directory, or its child C{only}."""
+        if self.only is None:
+            return self.directory
+        return f"{self.directory.rstrip('/')}/{self.only}"
 
     def can_serve(self, from_index: int, url: str) -> bool:
         """Whether every change at or after C{from_index} is still to come here."""

@@ -119,7 +119,7 @@ class EtcdV2Backend:
     api: ClassVar[Literal["v2"]] = "v2"
 
     client: EtcdV2Client
-    #: The open watch stream of each directory.
+    #: The open watch stream of each key watched (a directory, or one child).
     _streams: dict[str, WatchStream] = field(init=False, factory=dict)
     #: The X-Etcd-Index each open stream was answered with: an event at or below
     #: it came from etcd's history.
@@ -239,24 +239,29 @@ class EtcdV2Backend:
         return d.addCallbacks(listed, absent).addErrback(_to_backend_error)
 
     def watch(
-        self, directory: str, from_index: int, timeout: float
+        self,
+        directory: str,
+        from_index: int,
+        timeout: float,
+        only: str | None = None,
     ) -> Deferred[Sequence[Change]]:
-        d = Deferred.fromCoroutine(self._watch(directory, from_index, timeout))
+        d = Deferred.fromCoroutine(self._watch(directory, from_index, timeout, only))
         return d.addErrback(_to_backend_error)
 
     async def _watch(
-        self, directory: str, from_index: int, timeout: float
+        self, directory: str, from_index: int, timeout: float, only: str | None
     ) -> Sequence[Change]:
         clock = self.client.clock
         deadline = clock.seconds() + timeout
+        path = WatchStream(directory, from_index, only).path
         while True:
-            stream = self._streams.get(directory)
+            stream = self._streams.get(path)
             if stream is not None and not stream.can_serve(from_index, self.client.url):
                 self._drop(stream)
                 stream = None
             if stream is None:
-                stream = WatchStream(directory, from_index)
-                self._streams[directory] = stream
+                stream = WatchStream(directory, from_index, only)
+                self._streams[path] = stream
                 await self._open(stream, deadline - clock.seconds())
             ready = stream.take(from_index)
             if ready:
@@ -290,9 +295,9 @@ class EtcdV2Backend:
         stream.lines = lines
         try:
             opened = await self.client.stream_watch(
-                stream.directory,
+                stream.path,
                 wait_index=stream.start,
-                recursive=True,
+                recursive=stream.only is None,
                 timeout=max(timeout, 0.0),
                 lines=lines,
             )
@@ -340,8 +345,8 @@ class EtcdV2Backend:
             stream.end(WatchEnded(what))
 
     def _drop(self, stream: WatchStream) -> None:
-        if self._streams.get(stream.directory) is stream:
-            del self._streams[stream.directory]
+        if self._streams.get(stream.path) is stream:
+            del self._streams[stream.path]
         self._history_ends.pop(stream, None)
         stream.end(WatchEnded("watch closed"))
 

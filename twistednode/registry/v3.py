@@ -140,9 +140,13 @@ class EtcdV3Backend:
         return self._run(self._list(directory))
 
     def watch(
-        self, directory: str, from_index: int, timeout: float
+        self,
+        directory: str,
+        from_index: int,
+        timeout: float,
+        only: str | None = None,
     ) -> Deferred[Sequence[Change]]:
-        return self._run(self._watch(directory, from_index, timeout))
+        return self._run(self._watch(directory, from_index, timeout, only))
 
     def close(self) -> Deferred[None]:
         for d in list(self._in_flight):
@@ -261,16 +265,17 @@ class EtcdV3Backend:
         return Listing(entries(directory, answer), header_revision(answer))
 
     async def _watch(
-        self, directory: str, from_index: int, timeout: float
+        self, directory: str, from_index: int, timeout: float, only: str | None
     ) -> Sequence[Change]:
         deadline = self._clock.seconds() + timeout
-        watch = self._watches.get(directory)
+        path = WatchStream(directory, from_index, only).path
+        watch = self._watches.get(path)
         if watch is not None and not watch.can_serve(from_index, self.client.url):
             self._drop_watch(watch)
             watch = None
         if watch is None:
-            watch = WatchStream(directory, from_index)
-            self._watches[directory] = watch
+            watch = WatchStream(directory, from_index, only)
+            self._watches[path] = watch
             await self._open(watch)
         while True:
             ready = watch.take(from_index)
@@ -293,8 +298,13 @@ class EtcdV3Backend:
                 ) from None
 
     async def _open(self, watch: WatchStream) -> None:
+        keys = (
+            prefix_range(watch.directory)
+            if watch.only is None
+            else {"key": encode(watch.path)}
+        )
         request = {
-            **prefix_range(watch.directory),
+            **keys,
             "start_revision": str(watch.start),
             "prev_kv": True,
         }
@@ -309,8 +319,8 @@ class EtcdV3Backend:
             raise
 
     def _drop_watch(self, watch: WatchStream) -> None:
-        if self._watches.get(watch.directory) is watch:
-            del self._watches[watch.directory]
+        if self._watches.get(watch.path) is watch:
+            del self._watches[watch.path]
         watch.end(WatchEnded("watch closed"))
 
     def _message(self, watch: WatchStream, message: object) -> None:
