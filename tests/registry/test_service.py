@@ -329,6 +329,17 @@ class RegistryServiceTests(SynchronousTestCase):
         self.assertEqual(registry.endpoint, "http://etcd:2379")
         self.assertEqual(registry.stats.lists, 1)
 
+    def test_lists_before_it_writes_its_record(self) -> None:
+        """The listing is asked for before the record is written, so a joining node
+        knows its peers before they learn of it; its own record comes by the watch."""
+        tap = Tap(self.api.resource())
+        registry, heard = self.start(rec(OWN), client=self.client(tap))
+        kinds = [(r.method, b"wait=true" in r.uri) for r in tap.requests]
+        self.assertLess(kinds.index((b"GET", False)), kinds.index((b"PUT", False)))
+        own = registry.own_index
+        self.assertIsNotNone(own)
+        self.assertEqual(heard.views[-1][0], {OWN: own})
+
     def test_status_document(self) -> None:
         """status() summarises state, endpoint, indices, peers and counters as JSON."""
         registry, _ = self.start(rec(OWN))
@@ -422,14 +433,15 @@ class RegistryServiceTests(SynchronousTestCase):
         self.assertEqual(registry.stats.lists, 2)
         self.assertEqual(registry.state, "watching")
 
-    def test_empty_watch_answer_relists(self) -> None:
-        """A watch ended by the server (empty 200) is followed by a re-list."""
+    def test_watch_ended_by_the_server_loses_no_change(self) -> None:
+        """A watch the server ends is followed by another (resumed after the last
+        event it carried, or after a re-list): a change made meanwhile is found."""
         registry, heard = self.start(rec(OWN))
-        self.api.stop()  # ends every open watch with an empty 200
+        self.api.stop()  # ends every open watch
         self.write(A, rec(A).to_json())  # no watcher is registered for this one
         self.flush()
         self.assertEqual(heard.events, [("added", A, registry.members[A])])
-        self.assertEqual(registry.stats.watch_restarts, 1)
+        self.assertEqual(self.api.store.watcher_count, 1, "watching again")
         self.write(B, rec(B).to_json())
         self.assertEqual(heard.events[-1][:2], ("added", B))
 

@@ -322,7 +322,11 @@ class Registry(Service):
     def _start_tasks(self) -> None:
         generation = self._generation
         self._listed = False
-        for loop in (self._record_loop, self._watch_loop):
+        # The listing is asked for first, so that etcd serves it before it tells
+        # every watcher of our new record: a joining node then knows its peers
+        # when their first hellos come, instead of refusing those it has not
+        # listed yet (etcd answered the listing only after that fan-out).
+        for loop in (self._watch_loop, self._record_loop):
             task = Deferred.fromCoroutine(loop(generation))
             task.addErrback(self._task_failed)
             self._tasks.append(task)
