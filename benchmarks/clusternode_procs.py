@@ -132,21 +132,45 @@ def removed_everywhere(nodes: Collection[str], gone: str) -> Condition:
 
 @define(eq=False)
 class ClusterView:
-    """Every status document of every node, and when conditions first held."""
+    """Every status document of every node, and when conditions first held.
+
+    The stream threads hand in documents as they came (L{add_raw}); they are parsed
+    when asked for, so that the observer's JSON work does not take the cores from
+    the nodes while they are being timed (the documents carry the nodes' clocks).
+    """
 
     _samples: list[StatusSample] = field(factory=list)
+    _raw: list[tuple[str, bytes, bool]] = field(factory=list)
+    _count: int = 0
     _cond: threading.Condition = field(factory=threading.Condition)
 
     def add(self, sample: StatusSample) -> None:
         """Record one document (called from stream threads)."""
         with self._cond:
             self._samples.append(sample)
+            self._count += 1
             self._cond.notify_all()
+
+    def add_raw(self, node_id: str, data: bytes, first: bool) -> None:
+        """Record one document's JSON, to be parsed when the documents are asked for."""
+        with self._cond:
+            self._raw.append((node_id, data, first))
+            self._count += 1
+            self._cond.notify_all()
+
+    def _parsed(self) -> list[StatusSample]:
+        """Every document, the pending ones parsed (call with the lock held)."""
+        pending, self._raw = self._raw, []
+        self._samples.extend(
+            _sample(node_id, json.loads(data), first)
+            for node_id, data, first in pending
+        )
+        return self._samples
 
     def samples(self, node_id: str | None = None) -> list[StatusSample]:
         """A copy of the documents so far (of one node)."""
         with self._cond:
-            return [s for s in self._samples if node_id in (None, s.node_id)]
+            return [s for s in self._parsed() if node_id in (None, s.node_id)]
 
     def first_time(
         self, nodes: Collection[str], condition: Condition, after: float
@@ -159,7 +183,7 @@ class ClusterView:
         wanted = frozenset(nodes)
         with self._cond:
             ordered = sorted(
-                (s for s in self._samples if s.node_id in wanted), key=lambda s: s.now
+                (s for s in self._parsed() if s.node_id in wanted), key=lambda s: s.now
             )
         latest: dict[str, StatusSample] = {}
         for sample in ordered:
@@ -173,7 +197,7 @@ class ClusterView:
         wanted = frozenset(nodes)
         with self._cond:
             ordered = sorted(
-                (s for s in self._samples if s.node_id in wanted), key=lambda s: s.now
+                (s for s in self._parsed() if s.node_id in wanted), key=lambda s: s.now
             )
         claiming: set[str] = set()
         most = 0
@@ -199,7 +223,7 @@ class ClusterView:
         seen = -1
         while True:
             with self._cond:
-                count = len(self._samples)
+                count = self._count
                 if count == seen:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -286,8 +310,7 @@ class StatusStream:
                     event, buffer = buffer.split(b"\n\n", 1)
                     for line in event.split(b"\n"):
                         if line.startswith(b"data: "):
-                            document = json.loads(line[6:])
-                            self.view.add(_sample(self.node_id, document, first))
+                            self.view.add_raw(self.node_id, line[6:], first)
                             first = False
         except OSError as e:
             if self._sock is not None:
