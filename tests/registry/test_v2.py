@@ -180,6 +180,24 @@ class EtcdV2BackendTests(ClientTestCase):
         third.cancel()
         self.failureResultOf(third, CancelledError)
 
+    def test_quiet_watch_goes_on_from_where_etcd_answered(self) -> None:
+        """After a timeout with no event, asking again from the old index opens
+        the next stream after the index the last one was answered with: nothing
+        up to there concerned it, and a quiet key's watch would otherwise fall
+        out of etcd's history (error 401) while other keys change."""
+        self.etcd.answers.extend([HOLD, HOLD])  # both with X-Etcd-Index 7
+        d = self.backend.watch("/m", 2, 5, only="master")
+        self.stub.flush()
+        self.clock.advance(5)
+        self.stub.flush()
+        self.failureResultOf(d, WatchTimedOut)
+        self.assertEqual(len(self.etcd.gone), 1, "the stream was closed")
+        again = self.backend.watch("/m", 2, 5, only="master")
+        self.stub.flush()
+        self.assertEqual(self.etcd.seen[1].args["waitIndex"], "8")
+        again.cancel()
+        self.failureResultOf(again, CancelledError)
+
     def test_bad_stream_line_ends_the_watch(self) -> None:
         """A line that is not an etcd event ends the watch with WatchEnded."""
         self.etcd.answers.append(HOLD)

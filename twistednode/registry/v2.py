@@ -274,7 +274,7 @@ class EtcdV2Backend:
                 continue
             remaining = deadline - clock.seconds()
             if remaining <= 0:
-                self._drop(stream)
+                self._time_out(stream)
                 raise WatchTimedOut(f"no change below {directory} in {timeout:g} s")
             waiter: Deferred[None] = Deferred()
             stream.waiter = waiter
@@ -282,7 +282,7 @@ class EtcdV2Backend:
             try:
                 await waiter
             except TimeoutError:
-                self._drop(stream)
+                self._time_out(stream)
                 raise WatchTimedOut(
                     f"no change below {directory} in {timeout:g} s"
                 ) from None
@@ -343,6 +343,17 @@ class EtcdV2Backend:
         else:
             what = f"watch on {stream.url} ended without an event"
             stream.end(WatchEnded(what))
+
+    def _time_out(self, stream: WatchStream) -> None:
+        """Close a stream that waited past its timeout, as a long-poll's was; the
+        next call goes on from the index etcd answered it with, since nothing
+        up to there concerned it. A caller asking again from an older index (a
+        quiet key's watch, whose index no other change moves on) then does not
+        fall out of etcd's 1000-event history while the key stays quiet."""
+        history_end = self._history_ends.get(stream)
+        if history_end is not None:
+            stream.seen = max(stream.seen, history_end)
+        stream.end(WatchEnded("watch timed out"), resumable=True)
 
     def _drop(self, stream: WatchStream) -> None:
         if self._streams.get(stream.path) is stream:
