@@ -254,13 +254,20 @@ class EtcdV2Backend:
         clock = self.client.clock
         deadline = clock.seconds() + timeout
         path = WatchStream(directory, from_index, only).path
+        #: Where a resumed stream starts, and what its predecessor had handed out.
+        resume: tuple[int, int] | None = None
         while True:
             stream = self._streams.get(path)
             if stream is not None and not stream.can_serve(from_index, self.client.url):
                 self._drop(stream)
                 stream = None
             if stream is None:
-                stream = WatchStream(directory, from_index, only)
+                start = from_index if resume is None else resume[0]
+                stream = WatchStream(directory, start, only)
+                if resume is not None:
+                    # Nothing between the caller's index and the start concerned
+                    # it: the caller may ask from its own index again.
+                    stream.delivered = resume[1]
                 self._streams[path] = stream
                 await self._open(stream, deadline - clock.seconds())
             ready = stream.take(from_index)
@@ -270,7 +277,8 @@ class EtcdV2Backend:
                 self._drop(stream)
                 if not stream.resumable:
                     raise stream.ended
-                from_index = max(from_index, stream.seen + 1)
+                start = max(from_index, stream.seen + 1, resume[0] if resume else 0)
+                resume = (start, stream.delivered)
                 continue
             remaining = deadline - clock.seconds()
             if remaining <= 0:
