@@ -17,6 +17,13 @@ from twistednode.etcd.base import JsonLines
 from twistednode.registry.backend import BackendError, Change
 
 
+def watch_path(directory: str, only: str | None) -> str:
+    """The key a watch of C{directory} (or of its child C{only}) is on."""
+    if only is None:
+        return directory
+    return f"{directory.rstrip('/')}/{only}"
+
+
 @define(eq=False)
 class WatchStream:
     """
@@ -32,6 +39,9 @@ class WatchStream:
     #: The one child watched (L{twistednode.registry.backend.RegistryBackend.watch}).
     only: str | None = None
     url: str = ""
+    #: (v2) The X-Etcd-Index the stream was answered with: an event at or below it
+    #: came from etcd's history. None until answered, or if etcd did not say.
+    answered_index: int | None = field(default=None, init=False)
     delivered: int = field(init=False)
     seen: int = field(init=False)
     buffer: list[Change] = field(factory=list, init=False)
@@ -47,9 +57,7 @@ class WatchStream:
     @property
     def path(self) -> str:
         """The key watched: the directory, or its child C{only}."""
-        if self.only is None:
-            return self.directory
-        return f"{self.directory.rstrip('/')}/{self.only}"
+        return watch_path(self.directory, self.only)
 
     def can_serve(self, from_index: int, url: str) -> bool:
         """Whether every change at or after C{from_index} is still to come here."""

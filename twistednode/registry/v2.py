@@ -68,7 +68,7 @@ from twistednode.registry.backend import (
     WatchEnded,
     WatchTimedOut,
 )
-from twistednode.registry.stream import WatchStream
+from twistednode.registry.stream import WatchStream, watch_path
 
 _T = TypeVar("_T")
 
@@ -121,9 +121,6 @@ class EtcdV2Backend:
     client: EtcdV2Client
     #: The open watch stream of each key watched (a directory, or one child).
     _streams: dict[str, WatchStream] = field(init=False, factory=dict)
-    #: The X-Etcd-Index each open stream was answered with: an event at or below
-    #: it came from etcd's history.
-    _history_ends: dict[WatchStream, int | None] = field(init=False, factory=dict)
     #: The created and modified index of the keys our create and refresh_if
     #: last wrote (for the compare-and-delete of delete_if).
     _written: dict[str, tuple[int, int]] = field(init=False, factory=dict)
@@ -253,7 +250,7 @@ class EtcdV2Backend:
     ) -> Sequence[Change]:
         clock = self.client.clock
         deadline = clock.seconds() + timeout
-        path = WatchStream(directory, from_index, only).path
+        path = watch_path(directory, only)
         #: Where a resumed stream starts, and what its predecessor had handed out.
         resume: tuple[int, int] | None = None
         while True:
@@ -313,7 +310,7 @@ class EtcdV2Backend:
             self._drop(stream)
             raise
         stream.url = opened.url
-        self._history_ends[stream] = opened.etcd_index
+        stream.answered_index = opened.etcd_index
 
     def _message(self, stream: WatchStream, line: object) -> None:
         try:
@@ -332,7 +329,7 @@ class EtcdV2Backend:
             value = node.value if kind == "put" else None
             found.append(Change(kind, name, value, node.created_index, index))
         stream.add(found, index)
-        history_end = self._history_ends.get(stream)
+        history_end = stream.answered_index
         if history_end is None or index <= history_end:
             # Found in etcd's history: etcd 3.4 sends nothing after it on this
             # stream, so the next call opens another from the next index.
@@ -358,7 +355,7 @@ class EtcdV2Backend:
         up to there concerned it. A caller asking again from an older index (a
         quiet key's watch, whose index no other change moves on) then does not
         fall out of etcd's 1000-event history while the key stays quiet."""
-        history_end = self._history_ends.get(stream)
+        history_end = stream.answered_index
         if history_end is not None:
             stream.seen = max(stream.seen, history_end)
         stream.end(WatchEnded("watch timed out"), resumable=True)
@@ -366,7 +363,6 @@ class EtcdV2Backend:
     def _drop(self, stream: WatchStream) -> None:
         if self._streams.get(stream.path) is stream:
             del self._streams[stream.path]
-        self._history_ends.pop(stream, None)
         stream.end(WatchEnded("watch closed"))
 
     def close(self) -> Deferred[None]:

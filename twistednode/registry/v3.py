@@ -58,7 +58,7 @@ from twistednode.registry.backend import (
     WatchEnded,
     WatchTimedOut,
 )
-from twistednode.registry.stream import WatchStream
+from twistednode.registry.stream import WatchStream, watch_path
 from twistednode.registry.v3codec import (
     LEAVING,
     KeyValue,
@@ -268,7 +268,7 @@ class EtcdV3Backend:
         self, directory: str, from_index: int, timeout: float, only: str | None
     ) -> Sequence[Change]:
         deadline = self._clock.seconds() + timeout
-        path = WatchStream(directory, from_index, only).path
+        path = watch_path(directory, only)
         watch = self._watches.get(path)
         if watch is not None and not watch.can_serve(from_index, self.client.url):
             self._drop_watch(watch)
